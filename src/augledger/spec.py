@@ -1,0 +1,279 @@
+"""The pipeline spec: strict, declarative, data only.
+
+A spec is a YAML or JSON document. It is validated by strict pydantic models (unknown keys are
+errors), loaded with a safe loader (no Python tags, no duplicate keys), and never names import
+paths: ops are looked up on an allowlist by name. Compiling a spec fills in every default
+(:func:`augledger.compile`); the fingerprint is the SHA-256 of the canonical JSON of that resolved form.
+
+Example::
+
+    schema: 1
+    name: digits-train
+    seed: 1234
+    modality: image
+    ops:
+      - {op: HorizontalFlip, p: 0.5}
+      - {op: Affine, p: 0.7, params: {rotate: [-15, 15], scale: [0.9, 1.1]}}
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from augledger._canonical import canonical_json, sha256_hex
+from augledger.errors import SpecError
+
+__all__ = [
+    "SPLITS",
+    "BboxTargets",
+    "KeypointTargets",
+    "OpSpec",
+    "PipelineSpec",
+    "Targets",
+    "fingerprint_of",
+    "format_location",
+    "load_spec",
+    "parse_spec",
+]
+
+#: The splits a pipeline can be used on. Only ``train`` is augmented unless the spec lists others.
+SPLITS = ("train", "val", "test", "predict")
+Split = Literal["train", "val", "test", "predict"]
+
+# Top-level fields that label a run but do not change what the pipeline does to a sample. They are
+# kept out of the fingerprint: renaming a spec, or choosing another seed, is not a new pipeline version.
+UNHASHED_FIELDS = ("name", "description", "seed")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class BboxTargets(_Strict):
+    """Bounding boxes travel with the image (Albumentations' ``BboxParams``)."""
+
+    format: Literal["pascal_voc", "coco", "yolo", "albumentations"]
+    label_fields: tuple[str, ...] = ()
+    min_area: float = 0.0
+    min_visibility: float = 0.0
+    min_width: float = 0.0
+    min_height: float = 0.0
+    clip: bool = False
+    filter_invalid_bboxes: bool = False
+    check_each_transform: bool = True
+    max_accept_ratio: float | None = None
+
+
+class KeypointTargets(_Strict):
+    """Keypoints travel with the image (Albumentations' ``KeypointParams``)."""
+
+    format: Literal["xy", "yx", "xya", "xys", "xyas", "xysa", "xyz"]
+    label_fields: tuple[str, ...] = ()
+    remove_invisible: bool = True
+    angle_in_degrees: bool = True
+    check_each_transform: bool = True
+
+
+class Targets(_Strict):
+    """What travels with the image. A sample carrying an undeclared target is rejected."""
+
+    mask: bool = False
+    bboxes: BboxTargets | None = None
+    keypoints: KeypointTargets | None = None
+
+
+class OpSpec(_Strict):
+    """One op: a registered name, its probability and its params (JSON values only).
+
+    ``p`` may be omitted; compiling fills in the backend's default and records it in the resolved
+    spec, so the fingerprint always covers the probability actually used. Compositions (``OneOf``,
+    ``SomeOf``, ``Sequential``) take their children in ``ops``.
+    """
+
+    op: str = Field(min_length=1)
+    p: float | None = Field(default=None, ge=0.0, le=1.0)
+    params: dict[str, Any] = Field(default_factory=dict)
+    ops: tuple[OpSpec, ...] | None = None
+
+
+class PipelineSpec(_Strict):
+    """A whole pipeline: schema version, identity, seed, targets, allowed splits and ops."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    schema_version: Literal[1] = Field(alias="schema")
+    name: str = Field(min_length=1)
+    description: str = ""
+    seed: int = 0
+    modality: Literal["image"] = "image"
+    splits: tuple[Split, ...] = ("train",)
+    targets: Targets = Field(default_factory=Targets)
+    ops: tuple[OpSpec, ...] = Field(min_length=1)
+
+    @field_validator("splits")
+    @classmethod
+    def _train_first(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError(f"splits must not repeat a split; got {list(value)!r}")
+        return tuple(s for s in SPLITS if s in value)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The spec as plain JSON data, in the shape it is written (``schema`` key, not the alias)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def format_location(loc: tuple[int | str, ...] | list[int | str]) -> str:
+    """Render a pydantic-style location as ``ops[1].params.rotate``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model whose field list applies at ``loc`` (for "did you mean" suggestions)."""
+    model: type[BaseModel] = PipelineSpec
+    for part in loc:
+        if part in ("ops",):
+            model = OpSpec
+        elif part == "targets":
+            model = Targets
+        elif part == "bboxes":
+            model = BboxTargets
+        elif part == "keypoints":
+            model = KeypointTargets
+    return model
+
+
+def _spec_error(exc: ValidationError, source: str) -> SpecError:
+    lines = []
+    first_loc = ""
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = format_location(loc) or "<root>"
+        first_loc = first_loc or where
+        if err["type"] == "extra_forbidden":
+            field = str(loc[-1])
+            allowed = _field_names(_model_at(loc[:-1]))
+            close = difflib.get_close_matches(field, allowed, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+            lines.append(f"{where}: unknown key; {hint}")
+        elif err["type"] == "missing":
+            lines.append(f"{where}: required key is missing; add it (see `augledger spec schema`)")
+        else:
+            lines.append(f"{where}: {err['msg']}; got {err.get('input')!r}")
+    head = f"invalid spec{f' {source}' if source else ''}"
+    return SpecError(head + ":\n  " + "\n  ".join(lines), location=first_loc)
+
+
+def parse_spec(data: Mapping[str, Any], *, source: str = "") -> PipelineSpec:
+    """Validate a spec given as plain data (e.g. the result of ``yaml.safe_load``).
+
+    Raises:
+        SpecError: with one line per problem, each naming its location.
+    """
+    if not isinstance(data, Mapping):
+        raise SpecError(
+            f"a spec must be a mapping with keys schema, name, ops, ...; got {type(data).__name__}"
+            f"{f' in {source}' if source else ''}"
+        )
+    try:
+        return PipelineSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise _spec_error(exc, source) from None
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, plus: a repeated mapping key is an error, not a silent override."""
+
+
+def _mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, Any] = {}
+    for key_node, value_node in node.value:
+        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        if key in seen:
+            mark = key_node.start_mark
+            raise SpecError(
+                f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}; "
+                "each key may appear once per mapping. Remove one of them."
+            )
+        seen[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+    return seen
+
+
+_StrictSafeLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+    _mapping_without_duplicates,  # type: ignore[arg-type]
+)
+
+
+def _load_text(text: str, *, source: str, as_json: bool) -> Any:
+    if as_json:
+        def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+            keys = [k for k, _ in pairs]
+            dups = sorted({k for k in keys if keys.count(k) > 1})
+            if dups:
+                raise SpecError(f"duplicate key(s) {dups!r} in {source or 'JSON'}; each key may appear once")
+            return dict(pairs)
+
+        try:
+            return json.loads(text, object_pairs_hook=no_duplicates)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{source or 'spec'} is not valid JSON: {exc}") from None
+    try:
+        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.constructor.ConstructorError as exc:
+        raise SpecError(
+            f"{source or 'spec'}: unsupported YAML tag ({exc.problem}{_mark(exc.problem_mark)}). "
+            "A spec is data, never code: remove the tag and write the value as plain YAML."
+        ) from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{source or 'spec'} is not valid YAML: {exc}") from None
+
+
+def _mark(mark: Any) -> str:
+    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+
+
+def load_spec(path_or_text: str | Path, /) -> PipelineSpec:
+    """Load and validate a spec from a ``.yaml``/``.yml``/``.json`` file, or from YAML/JSON text.
+
+    A ``str`` that names an existing file is read as a file; any other string is parsed as text.
+
+    Raises:
+        SpecError: the file is missing, unsafe, malformed or does not validate.
+    """
+    if isinstance(path_or_text, Path) or (
+        isinstance(path_or_text, str) and "\n" not in path_or_text and Path(path_or_text).suffix
+    ):
+        path = Path(path_or_text)
+        if not path.is_file():
+            raise SpecError(f"spec file {str(path)!r} does not exist; check the path")
+        text = path.read_text(encoding="utf-8")
+        return parse_spec(_load_text(text, source=str(path), as_json=path.suffix == ".json"), source=str(path))
+    return parse_spec(_load_text(str(path_or_text), source="", as_json=False))
+
+
+def fingerprint_of(resolved: Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical JSON of a resolved spec, without its unhashed label fields.
+
+    The resolved spec already has every default filled in and every value normalised, so key
+    order, comments, formatting and ``1`` vs ``1.0`` make no difference, while any change of meaning
+    does. ``name``, ``description`` and ``seed`` are left out (:data:`UNHASHED_FIELDS`).
+    """
+    versioned = {k: v for k, v in resolved.items() if k not in UNHASHED_FIELDS}
+    return sha256_hex(canonical_json(versioned))
