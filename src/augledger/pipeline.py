@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -18,7 +18,7 @@ import numpy as np
 from augledger.env import EnvStamp
 from augledger.errors import EnvironmentMismatchWarning, ReplayMismatch, SampleError
 from augledger.record import Augmented, Record, sample_digest
-from augledger.seeding import SEEDING_VERSION, generators_for, seed_for
+from augledger.seeding import SEEDING_VERSION, SampleGenerators, seed_for
 from augledger.spec import PipelineSpec, fingerprint_of
 
 __all__ = ["Pipeline", "compile_spec"]
@@ -122,13 +122,17 @@ class Pipeline:
         self.__init__(state["resolved"])  # type: ignore[misc]
 
     def _compose(self) -> Any:
-        compose = getattr(self._local, "compose", None)
-        if compose is None:
+        return self._thread_state()[0]
+
+    def _thread_state(self) -> tuple[Any, SampleGenerators]:
+        # One backend Compose and one pair of generators per thread: both are mutated by every call.
+        state: tuple[Any, SampleGenerators] | None = getattr(self._local, "state", None)
+        if state is None:
             from augledger.ops.image import build_compose
 
-            compose = build_compose(self._resolved["ops"], self._resolved["targets"])
-            self._local.compose = compose
-        return compose
+            state = (build_compose(self._resolved["ops"], self._resolved["targets"]), SampleGenerators())
+            self._local.state = state
+        return state
 
     # -- applying ----------------------------------------------------------------------------------
     def apply(self, sample: Mapping[str, Any], *, key: str, epoch: int, digests: bool = False) -> Augmented:
@@ -151,27 +155,33 @@ class Pipeline:
         """
         self._check_sample(sample, key)
         sample_seed = seed_for(self._fingerprint, seed=self._resolved["seed"], epoch=epoch, key=key)
-        np_rng, py_rng = generators_for(sample_seed)
-        compose = self._compose()
-        compose.set_random_state(np_rng, py_rng)
+        compose, generators = self._thread_state()
+        compose.set_random_state(*generators.reseed(sample_seed))
         try:
             out = compose(**sample)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise SampleError(f"sample {key!r} (epoch {epoch}) could not be augmented: {exc}") from exc
-        applied = out.pop("applied_transforms")
-        from augledger.ops.image import NAMESPACE, jsonable_params
-
-        ops = tuple({"op": f"{NAMESPACE}.{name}", "params": jsonable_params(params)} for name, params in applied)
         record = Record(
             key=key,
             epoch=epoch,
             fingerprint=self._fingerprint,
             seed=f"{sample_seed:032x}",
-            ops=ops,
+            applied=out.pop("applied_transforms"),
+            convert=_applied_ops,
             input_digest=sample_digest(sample) if digests else None,
             output_digest=sample_digest(out) if digests else None,
         )
         return Augmented(out, record)
+
+    def stream(
+        self, items: Iterable[tuple[str, Mapping[str, Any]]], *, epoch: int, digests: bool = False
+    ) -> Iterator[Augmented]:
+        """Augment a stream of ``(key, sample)`` pairs lazily, with the same guarantees as ``apply``.
+
+        Each output depends only on its own key and the epoch, never on its position in the stream.
+        """
+        for key, sample in items:
+            yield self.apply(sample, key=key, epoch=epoch, digests=digests)
 
     def _check_sample(self, sample: Mapping[str, Any], key: str) -> None:
         if not isinstance(sample, Mapping) or "image" not in sample:
@@ -240,6 +250,12 @@ class Pipeline:
                 f"({result.record.output_digest} != {record.output_digest})"
             )
         return result
+
+
+def _applied_ops(applied: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], ...]:
+    from augledger.ops.image import NAMESPACE, jsonable_params
+
+    return tuple({"op": f"{NAMESPACE}.{name}", "params": jsonable_params(params)} for name, params in applied)
 
 
 def _ops_difference(recorded: Record, replayed: Record) -> str:

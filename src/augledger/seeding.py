@@ -10,14 +10,16 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from typing import Any
 
 import numpy as np
 
-__all__ = ["SEEDING_VERSION", "generators_for", "seed_for"]
+__all__ = ["SEEDING_VERSION", "SampleGenerators", "generators_for", "seed_for"]
 
 #: Bumped only if the derivation below changes; it is part of every fingerprint.
 SEEDING_VERSION = "v1"
 _DOMAIN = "augledger/seed/v1"
+_PCG_PERSON = b"augledger-pcg64"
 
 
 def seed_for(fingerprint: str, *, seed: int, epoch: int, key: str) -> int:
@@ -51,11 +53,50 @@ def seed_for(fingerprint: str, *, seed: int, epoch: int, key: str) -> int:
     return int.from_bytes(hashlib.blake2b(payload, digest_size=16).digest(), "little")
 
 
-def generators_for(sample_seed: int) -> tuple[np.random.Generator, random.Random]:
-    """Build the NumPy and Python generators that one sample's draws come from.
+def _pcg64_state(sample_seed: int) -> dict[str, Any]:
+    # PCG64 needs 128 bits of state and an odd 128-bit increment. Both come from one BLAKE2b call
+    # over the sample seed; setting the state directly costs ~2.5 µs where PCG64(int) (which runs
+    # SeedSequence) costs ~17 µs, about 1.4% of a 256x256 pipeline call.
+    words = hashlib.blake2b(sample_seed.to_bytes(16, "little"), digest_size=32, person=_PCG_PERSON).digest()
+    return {
+        "bit_generator": "PCG64",
+        "state": {
+            "state": int.from_bytes(words[:16], "little"),
+            "inc": int.from_bytes(words[16:], "little") | 1,
+        },
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
 
-    NumPy's stream goes through ``SeedSequence`` hashing (PCG64); Python's ``random.Random`` seeds
-    Mersenne Twister from the full 128-bit integer. The two mixings are unrelated, so the streams
-    are independent in practice. Building both costs about 14 µs.
+
+def generators_for(sample_seed: int) -> tuple[np.random.Generator, random.Random]:
+    """Build fresh NumPy and Python generators for one sample's draws.
+
+    NumPy's PCG64 state and increment are BLAKE2b-derived from the sample seed; Python's
+    ``random.Random`` seeds Mersenne Twister from the 128-bit integer itself. The two mixings are
+    unrelated, so the streams are independent in practice. :class:`SampleGenerators` gives the same
+    streams while reusing its objects.
     """
-    return np.random.Generator(np.random.PCG64(sample_seed)), random.Random(sample_seed)
+    bit_generator = np.random.PCG64()
+    bit_generator.state = _pcg64_state(sample_seed)
+    return np.random.Generator(bit_generator), random.Random(sample_seed)
+
+
+class SampleGenerators:
+    """One NumPy and one Python generator, re-seeded in place for each sample.
+
+    Equivalent to :func:`generators_for` (same streams) at about a third of the cost. Not
+    thread-safe: keep one per thread, as ``Pipeline`` does.
+    """
+
+    __slots__ = ("_bit_generator", "numpy", "python")
+
+    def __init__(self) -> None:
+        self._bit_generator = np.random.PCG64()
+        self.numpy = np.random.Generator(self._bit_generator)
+        self.python = random.Random()
+
+    def reseed(self, sample_seed: int) -> tuple[np.random.Generator, random.Random]:
+        self._bit_generator.state = _pcg64_state(sample_seed)
+        self.python.seed(sample_seed)
+        return self.numpy, self.python

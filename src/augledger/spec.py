@@ -162,8 +162,13 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
 def _spec_error(exc: ValidationError, source: str) -> SpecError:
     lines = []
     first_loc = ""
-    for err in exc.errors():
+    errors = exc.errors()
+    deeper = [tuple(e["loc"]) for e in errors]
+    for err in errors:
         loc = tuple(err["loc"])
+        # pydantic adds a "too short" error on a tuple whose items failed; the item errors say it all.
+        if err["type"] == "too_short" and any(len(d) > len(loc) and d[: len(loc)] == loc for d in deeper):
+            continue
         where = format_location(loc) or "<root>"
         first_loc = first_loc or where
         if err["type"] == "extra_forbidden":
@@ -177,7 +182,9 @@ def _spec_error(exc: ValidationError, source: str) -> SpecError:
         else:
             lines.append(f"{where}: {err['msg']}; got {err.get('input')!r}")
     head = f"invalid spec{f' {source}' if source else ''}"
-    return SpecError(head + ":\n  " + "\n  ".join(lines), location=first_loc)
+    error = SpecError(head + ":\n  " + "\n  ".join(lines))
+    error.location = first_loc
+    return error
 
 
 def parse_spec(data: Mapping[str, Any], *, source: str = "") -> PipelineSpec:
@@ -277,3 +284,41 @@ def fingerprint_of(resolved: Mapping[str, Any]) -> str:
     """
     versioned = {k: v for k, v in resolved.items() if k not in UNHASHED_FIELDS}
     return sha256_hex(canonical_json(versioned))
+
+
+_MISSING = object()
+
+
+def diff_resolved(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str, Any, Any]]:
+    """Param-level differences between two resolved specs: ``[(location, a_value, b_value), ...]``.
+
+    Locations use the spec's own notation (``ops[1].params.rotate``); a value absent on one side is
+    reported as ``None`` in the location's tuple slot and listed in order of the document.
+    """
+    out: list[tuple[str, Any, Any]] = []
+
+    def walk(x: Any, y: Any, loc: tuple[int | str, ...]) -> None:
+        if isinstance(x, Mapping) and isinstance(y, Mapping):
+            for k in sorted(set(x) | set(y), key=str):
+                walk(x.get(k, _MISSING), y.get(k, _MISSING), (*loc, k))
+        elif isinstance(x, list) and isinstance(y, list) and loc and loc[-1] in ("ops",):
+            for i in range(max(len(x), len(y))):
+                walk(x[i] if i < len(x) else _MISSING, y[i] if i < len(y) else _MISSING, (*loc, i))
+        elif x != y or type(x) is not type(y):
+            out.append((format_location(loc), None if x is _MISSING else x, None if y is _MISSING else y))
+
+    walk(a, b, ())
+    return out
+
+
+def spec_json_schema() -> dict[str, Any]:
+    """JSON Schema of a spec document, with the allowed op names as an enum for editors."""
+    from augledger.ops.image import COMPOSITIONS, IMAGE_OPS, NAMESPACE
+
+    schema = PipelineSpec.model_json_schema(by_alias=True)
+    names = [*IMAGE_OPS, *COMPOSITIONS]
+    op_def = schema.get("$defs", {}).get("OpSpec", {}).get("properties", {}).get("op")
+    if op_def is not None:
+        op_def["enum"] = sorted([*names, *(f"{NAMESPACE}.{n}" for n in names)])
+    schema["title"] = "augledger pipeline spec"
+    return schema

@@ -24,6 +24,7 @@ from __future__ import annotations
 import difflib
 import hashlib
 import inspect
+import math
 import os
 import warnings
 from collections.abc import Mapping, Sequence
@@ -32,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from augledger.errors import BackendError, ParamError, UnknownOpError
+from augledger.errors import BackendError, ParamError, SpecError, UnknownOpError
 from augledger.spec import OpSpec, Targets, format_location
 
 if TYPE_CHECKING:
@@ -199,7 +200,9 @@ def _check_schema(schema: Any, full: dict[str, Any], bare: str, *, location: str
             first = first or where
             got = full.get(field, err.get("input"))
             lines.append(f"{where}: {err['msg']}; got {got!r}")
-        raise ParamError(f"invalid params for {bare}:\n  " + "\n  ".join(lines), location=first) from None
+        error = ParamError(f"invalid params for {bare}:\n    " + "\n    ".join(lines))
+        error.location = first  # each line names its own location; do not prefix the message
+        raise error from None
     except Exception as exc:  # schema model validators raise plain ValueErrors, e.g. low > high
         raise ParamError(f"invalid params for {bare}: {exc}", location=f"{location}.params") from None
 
@@ -238,8 +241,29 @@ def _resolve_op(A: Any, op: OpSpec, loc: tuple[int | str, ...]) -> dict[str, Any
     p = op.p if op.p is not None else float(inspect.signature(getattr(A, bare).__init__).parameters["p"].default)
     transform = _build_leaf(A, bare, p, op.params, location=location)
     known = _init_params(type(transform))
-    resolved = {k: v for k, v in transform.get_transform_init_args().items() if k in known}
-    return {"op": name, "p": float(p), "params": _to_json(resolved)}
+    resolved = _to_json({k: v for k, v in transform.get_transform_init_args().items() if k in known})
+    for field, given in op.params.items():
+        _check_not_reversed(given, resolved.get(field), f"{location}.params.{field}")
+    return {"op": name, "p": float(p), "params": resolved}
+
+
+def _check_not_reversed(given: Any, resolved: Any, location: str) -> None:
+    """Refuse ``[high, low]`` ranges, which Albumentations would silently sort into ``[low, high]``."""
+    if isinstance(given, Mapping) and isinstance(resolved, Mapping):
+        for k, v in given.items():
+            _check_not_reversed(v, resolved.get(k), f"{location}.{k}")
+        return
+    if (
+        isinstance(given, (list, tuple))
+        and len(given) == 2
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in given)
+        and given[0] > given[1]
+    ):
+        raise ParamError(
+            f"a range must be [low, high] with low <= high; got {list(given)!r}. "
+            f"Swap the bounds: [{given[1]!r}, {given[0]!r}]",
+            location=location,
+        )
 
 
 def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
@@ -249,7 +273,22 @@ def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
         UnknownOpError, ParamError: naming the location, e.g. ``ops[1].params.rotat``.
     """
     A = _albumentations()
-    return [_resolve_op(A, op, ("ops", i)) for i, op in enumerate(ops)]
+    resolved: list[dict[str, Any]] = []
+    errors: list[SpecError] = []
+    for i, op in enumerate(ops):
+        try:
+            resolved.append(_resolve_op(A, op, ("ops", i)))
+        except SpecError as exc:  # report every bad op at once, not one per edit-and-retry cycle
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        unknown = [e for e in errors if isinstance(e, UnknownOpError)]
+        cls = UnknownOpError if len(unknown) == len(errors) else ParamError
+        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
+        combined.location = errors[0].location
+        raise combined
+    return resolved
 
 
 def resolve_targets(targets: Targets) -> dict[str, Any]:
@@ -299,21 +338,24 @@ def jsonable_params(params: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _jsonable(value: Any) -> Any:
+    # Hot path (every op of every sample): cheapest checks first, no NumPy ufuncs on scalars.
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
     if value is None or isinstance(value, (bool, int, str)):
         return value
-    if isinstance(value, float):
-        return value if np.isfinite(value) else repr(value)
     if isinstance(value, np.ndarray):
-        summary: dict[str, Any] = {"shape": list(value.shape), "dtype": str(value.dtype)}
+        summary: dict[str, Any] = {"shape": list(value.shape), "dtype": value.dtype.name}
         if value.size <= _DIGEST_MAX_ELEMENTS:
-            summary["sha256"] = hashlib.sha256(np.ascontiguousarray(value).data).hexdigest()
+            summary["sha256"] = hashlib.sha256(value.tobytes()).hexdigest()
         return {"array": summary}
     if isinstance(value, np.generic):
         return _jsonable(value.item())
-    if isinstance(value, Mapping):
+    if isinstance(value, dict):
         return {str(k): _jsonable(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
         return [_jsonable(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
     if callable(value):
         return getattr(value, "__name__", type(value).__name__)
     return repr(value)

@@ -1,0 +1,44 @@
+# Every target creates .venv on first use and installs the pinned development environment.
+# constraints/dev.txt pins every version (torch==2.13.0, the CPU wheel; a looser pin pulls CUDA).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+EXTRAS := image,cli,torch,webdataset,test
+PYTEST_WORKERS ?= 2
+
+.PHONY: venv demo test test-slow lint typecheck bench clean
+
+$(STAMP): pyproject.toml constraints/dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c constraints/dev.txt -e '.[$(EXTRAS)]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## make demo: the main job on real images shipped with scikit-image (see README)
+demo: $(STAMP)
+	$(PY) examples/demo.py --out demo-out
+
+lint: $(STAMP)
+	$(PY) -m ruff check src tests benchmarks examples
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+## make test: lint, strict typing, and every test not marked slow
+test: lint typecheck
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
+
+## make test-slow: the long end-to-end tests
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests
+
+bench: $(STAMP)
+	$(PY) benchmarks/overhead.py
+	$(PY) benchmarks/materialize.py
+	$(PY) benchmarks/dataloader.py
+
+clean:
+	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache .ruff_cache

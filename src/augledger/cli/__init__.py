@@ -1,0 +1,24 @@
+"""The ``augledger`` command line: a thin layer over the public API (needs the ``cli`` extra).
+
+Exit codes: 0 success; 1 a check failed (invalid spec, verify mismatch, ...); 2 usage error;
+3 a run finished but quarantined some samples (see ``augledger run --help``).
+"""
+
+from __future__ import annotations
+
+import sys
+
+__all__ = ["main"]
+
+
+def main() -> None:
+    """Entry point of the ``augledger`` script."""
+    try:
+        from augledger.cli._app import app
+    except ImportError as exc:  # typer or rich missing
+        sys.stderr.write(
+            "augledger's command line needs the 'cli' extra: pip install 'augledger[cli]' "
+            f"({exc})\n"
+        )
+        raise SystemExit(1) from None
+    app()

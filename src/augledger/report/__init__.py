@@ -1,0 +1,1 @@
+"""Human-facing views of pipelines and ledgers: preview grids and summaries."""

@@ -1,0 +1,1 @@
+"""Where augmentation executes: offline materialisation (``materialize``) and online data loading."""
