@@ -68,7 +68,8 @@ def run(size: int, samples: int, rounds: int) -> float:
     # The same draws on both sides: a mismatch here would make the comparison meaningless.
     g = generators_for(pipe.sample_seed(key=keys[0], epoch=0))
     raw.set_random_state(*g)
-    assert np.array_equal(raw(image=images[0])["image"], pipe.apply({"image": images[0]}, key=keys[0], epoch=0).sample["image"])
+    ours = pipe.apply({"image": images[0]}, key=keys[0], epoch=0).sample["image"]
+    assert np.array_equal(raw(image=images[0])["image"], ours), "raw and augledger drew different params"
 
     ratios = []
     raw_us = []
@@ -76,11 +77,11 @@ def run(size: int, samples: int, rounds: int) -> float:
     for _ in range(rounds):
         gens = [generators_for(pipe.sample_seed(key=k, epoch=0)) for k in keys]
         t0 = time.perf_counter()
-        for img, (np_rng, py_rng) in zip(images, gens):
+        for img, (np_rng, py_rng) in zip(images, gens, strict=True):
             raw.set_random_state(np_rng, py_rng)
             raw(image=img)
         t1 = time.perf_counter()
-        for img, key in zip(images, keys):
+        for img, key in zip(images, keys, strict=True):
             pipe.apply({"image": img}, key=key, epoch=0)
         t2 = time.perf_counter()
         raw_us.append((t1 - t0) / samples * 1e6)

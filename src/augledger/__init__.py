@@ -33,7 +33,7 @@ from augledger.seeding import seed_for
 from augledger.spec import OpSpec, PipelineSpec, load_spec, parse_spec
 
 #: ``augledger.compile(spec)``: the short name the docs use for :func:`compile_spec`.
-compile = compile_spec  # noqa: A001 - deliberate, namespaced under augledger
+compile = compile_spec
 
 __all__ = [
     "AugLedgerError",

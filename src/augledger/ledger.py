@@ -56,7 +56,8 @@ def _pa() -> Any:
 
 def _schema(header: Mapping[str, Any] | None) -> Any:
     pa = _pa()
-    fields = [pa.field(name, getattr(pa, kind)(), nullable=name not in ("key", "epoch", "status")) for name, kind in COLUMNS.items()]
+    required = ("key", "epoch", "status")
+    fields = [pa.field(name, getattr(pa, kind)(), nullable=name not in required) for name, kind in COLUMNS.items()]
     meta = {_META_KEY: json.dumps(dict(header), sort_keys=True).encode()} if header is not None else None
     return pa.schema(fields, metadata=meta)
 

@@ -18,7 +18,7 @@ import numpy as np
 from augledger.env import EnvStamp
 from augledger.errors import EnvironmentMismatchWarning, ReplayMismatch, SampleError
 from augledger.record import Augmented, Record, sample_digest
-from augledger.seeding import SEEDING_VERSION, SampleGenerators, seed_for
+from augledger.seeding import SampleGenerators, seed_for
 from augledger.spec import PipelineSpec, fingerprint_of
 
 __all__ = ["Pipeline", "compile_spec"]
@@ -36,7 +36,7 @@ def compile_spec(spec: PipelineSpec) -> Pipeline:
 
     resolved: dict[str, Any] = {
         "schema": spec.schema_version,
-        "seeding": SEEDING_VERSION,
+        "seeding": spec.seeding,
         "name": spec.name,
         "description": spec.description,
         "seed": spec.seed,
@@ -101,6 +101,11 @@ class Pipeline:
         return tuple(self._resolved["splits"])
 
     @property
+    def sample_fields(self) -> frozenset[str]:
+        """The sample dict keys ``apply`` accepts: ``image`` plus the targets the spec declares."""
+        return self._allowed_keys
+
+    @property
     def resolved_spec(self) -> dict[str, Any]:
         """A copy of the resolved spec (JSON data); ``parse_spec`` accepts it unchanged."""
         import copy
@@ -112,7 +117,8 @@ class Pipeline:
         return seed_for(self._fingerprint, seed=self.seed, epoch=epoch, key=key)
 
     def __repr__(self) -> str:
-        return f"Pipeline(name={self.name!r}, fingerprint={self._fingerprint[:19]}..., ops={len(self._resolved['ops'])})"
+        n_ops = len(self._resolved["ops"])
+        return f"Pipeline(name={self.name!r}, fingerprint={self._fingerprint[:19]}..., ops={n_ops})"
 
     # -- pickling: ship the resolved spec, rebuild backend objects on the other side ---------------
     def __getstate__(self) -> dict[str, Any]:
@@ -259,7 +265,7 @@ def _applied_ops(applied: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, A
 
 
 def _ops_difference(recorded: Record, replayed: Record) -> str:
-    for i, (a, b) in enumerate(zip(recorded.ops, replayed.ops)):
+    for i, (a, b) in enumerate(zip(recorded.ops, replayed.ops, strict=False)):
         if a != b:
             return f"replay of {recorded.key!r} diverged at applied op {i}: recorded {a}, replayed {b}"
     return (

@@ -38,6 +38,9 @@ class Record:
     seed: str
     input_digest: str | None
     output_digest: str | None
+    _ops: tuple[dict[str, Any], ...] | None
+    _applied: Any
+    _convert: Callable[[Any], tuple[dict[str, Any], ...]] | None
 
     def __init__(
         self,

@@ -53,7 +53,7 @@ def seed_for(fingerprint: str, *, seed: int, epoch: int, key: str) -> int:
     return int.from_bytes(hashlib.blake2b(payload, digest_size=16).digest(), "little")
 
 
-def _pcg64_state(sample_seed: int) -> dict[str, Any]:
+def _pcg64_state(sample_seed: int) -> Any:
     # PCG64 needs 128 bits of state and an odd 128-bit increment. Both come from one BLAKE2b call
     # over the sample seed; setting the state directly costs ~2.5 µs where PCG64(int) (which runs
     # SeedSequence) costs ~17 µs, about 1.4% of a 256x256 pipeline call.

@@ -109,6 +109,8 @@ class PipelineSpec(_Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
     schema_version: Literal[1] = Field(alias="schema")
+    #: How per-sample seeds are derived (:mod:`augledger.seeding`); part of the fingerprint.
+    seeding: Literal["v1"] = "v1"
     name: str = Field(min_length=1)
     description: str = ""
     seed: int = 0
@@ -211,20 +213,20 @@ class _StrictSafeLoader(yaml.SafeLoader):
 def _mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
     seen: dict[Any, Any] = {}
     for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=True)
         if key in seen:
             mark = key_node.start_mark
             raise SpecError(
                 f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}; "
                 "each key may appear once per mapping. Remove one of them."
             )
-        seen[key] = loader.construct_object(value_node, deep=True)  # type: ignore[no-untyped-call]
+        seen[key] = loader.construct_object(value_node, deep=True)
     return seen
 
 
 _StrictSafeLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,  # type: ignore[arg-type]
+    _mapping_without_duplicates,
 )
 
 
@@ -242,7 +244,7 @@ def _load_text(text: str, *, source: str, as_json: bool) -> Any:
         except json.JSONDecodeError as exc:
             raise SpecError(f"{source or 'spec'} is not valid JSON: {exc}") from None
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_StrictSafeLoader)
     except yaml.constructor.ConstructorError as exc:
         raise SpecError(
             f"{source or 'spec'}: unsupported YAML tag ({exc.problem}{_mark(exc.problem_mark)}). "

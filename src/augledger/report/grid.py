@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from augledger.pipeline import Pipeline
 
 __all__ = ["contact_sheet", "preview_grid"]
 
 
-def contact_sheet(tiles: Sequence[tuple[str, np.ndarray]], *, tile: int = 192, cols: int | None = None) -> np.ndarray:
+def contact_sheet(tiles: Sequence[tuple[str, NDArray[Any]]], *, tile: int = 192, cols: int | None = None) -> NDArray[Any]:
     """Lay out labelled RGB images on a grid; each is fitted into a ``tile`` x ``tile`` cell."""
     import cv2
 
@@ -41,7 +42,7 @@ def contact_sheet(tiles: Sequence[tuple[str, np.ndarray]], *, tile: int = 192, c
 
 def preview_grid(
     pipeline: Pipeline, sample: Mapping[str, Any], *, key: str, n: int = 16, tile: int = 192
-) -> np.ndarray:
+) -> NDArray[Any]:
     """The original and ``n`` variants (epochs ``0..n-1``) of one sample, labelled by epoch."""
     tiles = [("original", np.asarray(sample["image"]))]
     for epoch in range(n):

@@ -19,11 +19,14 @@ I;16*, I, F                rejected (``high-bit-depth``): 16/32-bit images are n
 
 from __future__ import annotations
 
+from typing import Any
+
 import io
 import warnings
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import NDArray
 
 from augledger.errors import AugLedgerError
 
@@ -50,7 +53,7 @@ class Quarantined(AugLedgerError):
 class Decoded:
     """An image as an HxWx3 uint8 RGB array, with its source mode and any conversion applied."""
 
-    image: np.ndarray
+    image: NDArray[Any]
     mode: str
     conversion: str | None
 
@@ -98,8 +101,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     if mode != "RGB":
         if mode not in _TO_RGB:
             raise Quarantined("unsupported-mode", f"image mode {mode} is not supported; convert to RGB")
-        im = im.convert("RGB")
         conversion = f"{mode}->RGB"
+        return Decoded(np.asarray(im.convert("RGB")), mode, conversion)
     return Decoded(np.asarray(im), mode, conversion)
 
 
@@ -109,7 +112,7 @@ def read_image(path: str, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decoded:
         return decode_image(f.read(), max_pixels=max_pixels)
 
 
-def encode_image(image: np.ndarray, fmt: str) -> bytes:
+def encode_image(image: NDArray[Any], fmt: str) -> bytes:
     """Encode an RGB (or gray) uint8 array as ``png`` or ``jpg`` bytes, deterministically.
 
     Raises:

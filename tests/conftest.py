@@ -1,0 +1,71 @@
+"""Shared fixtures: real sample images, a standard spec, and a sentinel on global RNG state."""
+
+from __future__ import annotations
+
+import os
+import random
+from typing import Any
+
+os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+
+import numpy as np
+import pytest
+
+import augledger
+
+STANDARD_SPEC: dict[str, Any] = {
+    "schema": 1,
+    "name": "digits-train",
+    "seed": 1234,
+    "modality": "image",
+    "ops": [
+        {"op": "HorizontalFlip", "p": 0.5},
+        {"op": "Affine", "p": 0.7, "params": {"rotate": [-15, 15], "scale": [0.9, 1.1]}},
+        {
+            "op": "OneOf",
+            "p": 0.3,
+            "ops": [{"op": "GaussianBlur", "params": {"blur_limit": [3, 7]}}, {"op": "GaussNoise"}],
+        },
+        {"op": "RandomBrightnessContrast", "p": 0.5},
+        {"op": "CoarseDropout", "p": 0.3},
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def global_rng_untouched() -> Any:
+    """Every test must leave Python's and NumPy's global RNG exactly as it found them."""
+    py_state = random.getstate()
+    np_state = np.random.get_state()
+    yield
+    assert random.getstate() == py_state, "the global `random` state changed"
+    after = np.random.get_state()
+    assert after[0] == np_state[0] and np.array_equal(after[1], np_state[1]) and after[2:] == np_state[2:], (
+        "the global numpy RNG state changed"
+    )
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real 512x512 RGB photograph shipped with scikit-image, downsized to keep tests fast."""
+    import cv2
+    from skimage import data
+
+    return np.ascontiguousarray(cv2.resize(data.astronaut(), (96, 96), interpolation=cv2.INTER_AREA))
+
+
+@pytest.fixture(scope="session")
+def photos() -> list[np.ndarray]:
+    """A few distinct real photographs (scikit-image data), 64x64 RGB."""
+    import cv2
+    from skimage import data
+
+    out = []
+    for img in (data.astronaut(), data.chelsea(), data.coffee(), data.rocket()):
+        out.append(np.ascontiguousarray(cv2.resize(img, (64, 64), interpolation=cv2.INTER_AREA)))
+    return out
+
+
+@pytest.fixture(scope="session")
+def standard_pipeline() -> augledger.Pipeline:
+    return augledger.compile(augledger.parse_spec(STANDARD_SPEC))

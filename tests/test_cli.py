@@ -1,0 +1,87 @@
+"""The command line, run as a user would: real subprocesses of the installed ``augledger`` script."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import STANDARD_SPEC
+
+SCRIPT = shutil.which("augledger", path=os.path.dirname(sys.executable)) or "augledger"
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, cwd=cwd, env={**os.environ, "COLUMNS": "200"})
+
+
+@pytest.fixture()
+def spec_file(tmp_path: Path) -> Path:
+    path = tmp_path / "aug.yaml"
+    path.write_text(yaml.safe_dump(STANDARD_SPEC))
+    return path
+
+
+def test_validate_and_hash(spec_file: Path) -> None:
+    import augledger
+
+    fingerprint = augledger.compile(augledger.load_spec(spec_file)).fingerprint
+    out = cli("spec", "validate", str(spec_file))
+    assert out.returncode == 0 and fingerprint in out.stdout
+    out = cli("spec", "hash", str(spec_file))
+    assert out.returncode == 0 and out.stdout.strip() == fingerprint
+    out = cli("spec", "validate", str(spec_file), "--json")
+    assert json.loads(out.stdout) == {"valid": True, "name": "digits-train", "fingerprint": fingerprint}
+
+
+def test_validate_reports_location_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("schema: 1\nname: x\nops:\n  - {op: Affine, params: {rotat: 3}}\n")
+    out = cli("spec", "validate", str(bad))
+    assert out.returncode == 1
+    assert "ops[0].params.rotat: unknown param for Affine; did you mean 'rotate'?" in out.stderr
+
+
+def test_diff_names_params_and_exit_code(spec_file: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.json"
+    changed = json.loads(json.dumps(STANDARD_SPEC))
+    changed["ops"][1]["params"]["rotate"] = [-20, 20]
+    other.write_text(json.dumps(changed))
+    out = cli("spec", "diff", str(spec_file), str(other), "--json")
+    assert out.returncode == 1
+    report = json.loads(out.stdout)
+    assert report["same_fingerprint"] is False
+    assert report["changes"] == [{"location": "ops[1].params.rotate", "a": [-15.0, 15.0], "b": [-20.0, 20.0]}]
+    same = cli("spec", "diff", str(spec_file), str(spec_file))
+    assert same.returncode == 0 and "0 difference(s); same fingerprint" in same.stdout
+
+
+def test_schema_is_json(tmp_path: Path) -> None:
+    out = cli("spec", "schema")
+    assert out.returncode == 0
+    assert json.loads(out.stdout)["title"] == "augledger pipeline spec"
+
+
+def test_preview_writes_a_deterministic_grid(spec_file: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    import cv2
+
+    image = tmp_path / "astronaut.png"
+    cv2.imwrite(str(image), astronaut[..., ::-1])
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert cli("preview", str(spec_file), str(image), "-n", "6", "-o", str(a)).returncode == 0
+    assert cli("preview", str(spec_file), str(image), "-n", "6", "-o", str(b)).returncode == 0
+    assert a.read_bytes() == b.read_bytes()
+    grid = cv2.imread(str(a))
+    assert grid is not None and grid.shape[0] > 192 and grid.shape[1] >= 3 * 192
+
+
+def test_missing_extra_hint_is_documented() -> None:
+    out = cli("--help")
+    assert out.returncode == 0 and "spec" in out.stdout and "preview" in out.stdout
