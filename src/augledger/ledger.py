@@ -11,7 +11,8 @@ file describes itself::
     header = json.loads(table.schema.metadata[b"augledger"])
 
 Columns (:data:`COLUMNS`): ``key``, ``epoch`` (the copy index offline), ``seed`` (32 hex digits),
-``status`` (``ok`` or ``quarantined``), ``error``, ``ops`` (JSON list of applied ops and params),
+``status`` (``ok`` or ``quarantined``), ``error`` (why it was quarantined), ``note`` (e.g. an
+input conversion such as ``CMYK->RGB``), ``ops`` (JSON list of applied ops and params),
 ``targets`` (JSON of the transformed bboxes/keypoints/labels, or null), ``source_digest``,
 ``output_path`` (relative to the output folder, or null online), ``output_digest``.
 """
@@ -40,6 +41,7 @@ COLUMNS: dict[str, str] = {
     "seed": "string",
     "status": "string",
     "error": "string",
+    "note": "string",
     "ops": "string",
     "targets": "string",
     "source_digest": "string",

@@ -106,6 +106,12 @@ class Pipeline:
         return self._allowed_keys
 
     @property
+    def resolved_targets(self) -> dict[str, Any]:
+        """The resolved ``targets`` section (read-only view; do not modify)."""
+        targets: dict[str, Any] = self._resolved["targets"]
+        return targets
+
+    @property
     def resolved_spec(self) -> dict[str, Any]:
         """A copy of the resolved spec (JSON data); ``parse_spec`` accepts it unchanged."""
         import copy

@@ -145,3 +145,199 @@ def preview(
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_image(grid, "png"))
     console.print(f"wrote {out} ({n} variants of {image.name}, pipeline {pipe.fingerprint[:19]}…)")
+
+
+# -- the main job ------------------------------------------------------------------------------------
+
+ledger_app = typer.Typer(no_args_is_help=True, help="Read ledgers.")
+app.add_typer(ledger_app, name="ledger")
+
+
+class _Progress:
+    """A rich progress bar on a terminal; a log line every 10 s (or 10%) otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._last = 0.0
+        self._last_fraction = 0.0
+
+    def __enter__(self) -> _Progress:
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[progress.percentage]{task.percentage:>3.0f}%"),
+                TimeRemainingColumn(), console=err_console,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=None)
+        return self
+
+    def __call__(self, done: int, total: int) -> None:
+        import time
+
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total)
+            return
+        now = time.monotonic()
+        fraction = done / total if total else 1.0
+        if now - self._last >= 10 or fraction - self._last_fraction >= 0.1 or done == total:
+            self._last, self._last_fraction = now, fraction
+            err_console.print(f"{self.label}: {done}/{total} outputs ({100 * fraction:.0f}%)", highlight=False)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+
+
+@app.command("run")
+@handle_errors
+def run(
+    spec: SpecArg,
+    source: Annotated[Path, typer.Option("--source", help="Folder of images (keys are paths relative to it).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (new, empty, or one to resume).")],
+    copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (copy c uses epoch c).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes; outputs do not depend on it.")] = 1,
+    include_original: Annotated[bool, typer.Option(help="Also store each source file unchanged.")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
+    image_format: Annotated[str, typer.Option(help="Encoding of augmented images: png or jpg.")] = "png",
+    annotations: Annotated[Path | None, typer.Option(help="CSV/JSONL of labels, bboxes, keypoints, masks.")] = None,
+    max_pixels: Annotated[int, typer.Option(help="Refuse larger images (decompression bombs).")] = 178_956_970,
+    shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Materialise an augmented dataset with a manifest and a Parquet ledger.
+
+    Exit codes: 0 all outputs written; 3 finished, but some samples were quarantined (listed, with
+    reasons, in the summary, manifest.json and the ledger); 1 the run could not start or failed.
+    A killed run resumes when started again with the same command.
+    """
+    from augledger.run.materialize import RunOptions, materialize
+
+    if fmt not in ("folder", "webdataset"):
+        raise typer.BadParameter(f"must be 'folder' or 'webdataset'; got {fmt!r}", param_hint="--format")
+    if image_format not in ("png", "jpg"):
+        raise typer.BadParameter(f"must be 'png' or 'jpg'; got {image_format!r}", param_hint="--image-format")
+    pipe = _compile(spec)
+    options = RunOptions(
+        copies=copies, workers=workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
+        image_format=image_format, max_pixels=max_pixels, shard_max_count=shard_size,  # type: ignore[arg-type]
+    )
+    with _Progress(f"augmenting {pipe.fingerprint[7:19]}") as progress:
+        result = materialize(pipe, source, out, options=options, annotations=annotations, progress=progress,
+                             command=["augledger", *sys.argv[1:]])
+    m = result.manifest
+    if as_json:
+        typer.echo(json.dumps({k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined", "seconds")}))
+    else:
+        c = m["counts"]
+        console.print(f"[bold]{out}[/]: {c['ok']} outputs from {m['source']['images']} images in {m['seconds']:.1f}s, "
+                      f"pipeline {m['fingerprint'][:19]}…, seed {m['seed']}", highlight=False)
+        if result.quarantined:
+            console.print(f"[yellow]{c['quarantined_keys']} sample(s) quarantined[/] ({c['quarantined']} outputs):")
+            seen = set()
+            for q in result.quarantined:
+                if q["key"] not in seen:
+                    seen.add(q["key"])
+                    console.print(f"  {escape(q['key'])}: {escape(q['error'])}", highlight=False)
+    raise typer.Exit(result.exit_code)
+
+
+@app.command("verify")
+@handle_errors
+def verify_cmd(
+    out: Annotated[Path, typer.Argument(help="Output folder of `augledger run`.", show_default=False)],
+    sample: Annotated[int | None, typer.Option("--sample", min=1, help="Check N outputs (deterministic spread).")] = None,
+    source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Re-derive outputs from the source and the ledger and compare digests. Exit 0 only if all match."""
+    from augledger.run.verify import verify
+
+    report = verify(out, sample=sample, source=source)
+    if as_json:
+        typer.echo(json.dumps({"ok": report.ok, "checked": report.checked, "env_differences": report.env_differences,
+                               "problems": [p.__dict__ for p in report.problems]}))
+    else:
+        if report.env_differences:
+            err_console.print(f"[yellow]warning:[/] environment differs from the run's: {report.env_differences}; "
+                              "outputs are byte-identical only under the same environment stamp", highlight=False)
+        for p in report.problems:
+            console.print(f"[red]MISMATCH[/] {escape(p.key)} copy {p.epoch}: {escape(p.message)}", highlight=False)
+        verdict = "[green]verified[/]" if report.ok else f"[red]{len(report.problems)} problem(s)[/]"
+        console.print(f"{verdict}: {report.checked} output(s) checked against {report.fingerprint[:19]}…")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command("replay")
+@handle_errors
+def replay_cmd(
+    out: Annotated[Path, typer.Argument(help="Output folder of `augledger run`.", show_default=False)],
+    key: Annotated[str, typer.Argument(help="Sample key (path relative to the source).", show_default=False)],
+    copy: Annotated[int, typer.Option("--copy", "--epoch", help="Copy index (-1: the original).")] = 0,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reproduced file here.")] = None,
+    source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
+) -> None:
+    """Reproduce one output byte for byte from the source and print the params it received."""
+    from augledger.run.verify import replay_output
+
+    encoded, row, ops = replay_output(out, key, copy, source=source)
+    if output is not None:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        output.write_bytes(encoded)
+    typer.echo(json.dumps({"key": key, "copy": copy, "seed": row["seed"], "output_digest": row["output_digest"],
+                           "written_to": str(output) if output else None, "ops": ops}, indent=2))
+
+
+@ledger_app.command("show")
+@handle_errors
+def ledger_show(
+    path: Annotated[Path, typer.Argument(help="Output folder or ledger .parquet file.", show_default=False)],
+    key: Annotated[str | None, typer.Argument(help="Only this sample key.")] = None,
+    limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 50,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print ledger rows readably (or as JSON lines)."""
+    from rich.table import Table
+
+    from augledger.ledger import read_ledger
+
+    ledger = read_ledger(path)
+    rows = ledger.find(key) if key is not None else ledger.rows()[:limit]
+    if as_json:
+        for row in rows:
+            typer.echo(json.dumps(row, sort_keys=True))
+        return
+    console.print(f"ledger of {ledger.fingerprint[:19]}… ({ledger.header.get('kind', '?')}, seed "
+                  f"{ledger.header.get('seed')}): {len(ledger)} rows", highlight=False)
+    table = Table("key", "copy", "status", "ops / error", show_lines=False)
+    for row in rows:
+        if row["status"] == "ok":
+            ops = json.loads(row["ops"] or "[]")
+            detail = ", ".join(
+                op["op"].split(".")[-1] + "(" + ", ".join(f"{k}={_short(v)}" for k, v in op["params"].items()) + ")"
+                for op in ops
+            ) or "(none applied)"
+        else:
+            detail = str(row["error"])
+        table.add_row(escape(row["key"]), str(row["epoch"]), row["status"], escape(detail))
+    console.print(table)
+    if key is None and len(ledger) > limit:
+        console.print(f"… {len(ledger) - limit} more rows (--limit, or pass a KEY)")
+
+
+def _short(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict) and "array" in value:
+        return "array" + "x".join(str(s) for s in value["array"]["shape"])
+    if isinstance(value, list):
+        return "[" + ", ".join(_short(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_short(v)}" for k, v in value.items()) + "}"
+    return str(value)

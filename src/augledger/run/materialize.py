@@ -1,0 +1,640 @@
+"""Offline materialisation: a source folder in, a versioned, verifiable augmented dataset out.
+
+Layout of an output folder::
+
+    OUT/
+      manifest.json         fingerprint, resolved spec, seed, environment, source digest, counts, times
+      ledger.parquet        one row per output (see augledger.ledger), sorted by (key, epoch)
+      augmented/<key>.c<copy>.<fmt>      (--format folder)
+      original/<key>                     (--include-original: the source bytes, unchanged)
+      shards/shard-000000.tar            (--format webdataset)
+      .augledger/           run state: run.json (what this folder holds) and journal.jsonl
+
+How the promises are kept:
+
+* **Determinism.** Each output is a pure function of (fingerprint, seed, copy, key) and the source
+  bytes. Workers share nothing; results arrive in any order; the ledger is sorted at the end, so
+  neither the worker count nor timing changes a byte of outputs or ledger rows.
+* **Nothing lost, nothing duplicated.** A worker writes each file to a temporary name and renames
+  it; the main process then appends the file's row to the journal. On restart, journal rows whose
+  source and output still match their digests are kept, everything else is redone (identically).
+  A killed run restarted with the same command ends with the files and ledger of an uninterrupted run.
+* **One version per folder.** ``.augledger/run.json`` names the fingerprint, seed and options; a
+  run with anything else refuses (:class:`~augledger.errors.FingerprintConflict`).
+* **Bad input is quarantined.** A sample that cannot be read, decoded, annotated or encoded gets
+  a ``quarantined`` row with its reason and the run goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing as mp
+import os
+import shutil
+import sys
+import tarfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from numpy.typing import NDArray
+
+from augledger._canonical import canonical_json
+from augledger._version import __version__
+from augledger.env import EnvStamp
+from augledger.errors import FingerprintConflict, LedgerError, SampleError, SourceError
+from augledger.ledger import write_ledger
+from augledger.pipeline import Pipeline
+from augledger.record import _plain
+from augledger.run.imageio import DEFAULT_MAX_PIXELS, Quarantined, decode_image, encode_image
+from augledger.run.sources import Annotation, FolderSource, digest_of_sources, file_digest, load_annotations
+
+__all__ = ["EXIT_QUARANTINED", "RunOptions", "RunResult", "materialize", "output_name", "wds_key"]
+
+log = logging.getLogger(__name__)
+
+#: Exit code of ``augledger run`` when the run finished but quarantined at least one sample.
+EXIT_QUARANTINED = 3
+STATE_DIR = ".augledger"
+MANIFEST_FORMAT = 1
+ORIGINAL_EPOCH = -1  # ledger rows for --include-original copies carry this epoch
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to produce. Everything except ``workers`` and ``chunk_size`` is part of the folder's identity."""
+
+    copies: int = 1
+    workers: int = 1
+    include_original: bool = False
+    format: Literal["folder", "webdataset"] = "folder"
+    image_format: Literal["png", "jpg"] = "png"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    shard_max_count: int = 1000
+    shard_max_bytes: int = 1 << 30
+    chunk_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.copies < 1:
+            raise ValueError(f"copies must be >= 1; got {self.copies}")
+        if self.workers < 1:
+            raise ValueError(f"workers must be >= 1; got {self.workers}")
+        if self.format not in ("folder", "webdataset"):
+            raise ValueError(f"format must be 'folder' or 'webdataset'; got {self.format!r}")
+        if self.image_format not in ("png", "jpg"):
+            raise ValueError(f"image_format must be 'png' or 'jpg'; got {self.image_format!r}")
+
+    def identity(self) -> dict[str, Any]:
+        """The options that change what the folder holds (not how fast it is made)."""
+        d = asdict(self)
+        for k in ("workers", "chunk_size"):
+            d.pop(k)
+        return d
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the manifest written to ``out/manifest.json`` and where."""
+
+    out: Path
+    manifest: dict[str, Any]
+    quarantined: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_QUARANTINED if self.quarantined else 0
+
+
+def output_name(key: str, epoch: int, image_format: str) -> str:
+    """Relative path of an output. Collision-free: keys are unique and the suffix encodes the copy."""
+    if epoch == ORIGINAL_EPOCH:
+        return f"original/{key}"
+    return f"augmented/{key}.c{epoch}.{image_format}"
+
+
+def wds_key(key: str, epoch: int) -> str:
+    """WebDataset ``__key__`` of an output: the sample key with ``%`` and ``.`` escaped.
+
+    WebDataset splits a member name at the first dot of its base name, so dots in keys are
+    percent-escaped (``cats/1.jpg`` -> ``cats/1%2Ejpg__c0``); the JSON member holds the plain key.
+    """
+    escaped = key.replace("%", "%25").replace(".", "%2E")
+    return f"{escaped}__orig" if epoch == ORIGINAL_EPOCH else f"{escaped}__c{epoch}"
+
+
+# -- per-sample work (runs in worker processes) ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Job:
+    pipeline: Pipeline
+    source_root: str
+    write_root: str
+    options: RunOptions
+
+
+@dataclass(frozen=True)
+class _Task:
+    key: str
+    epochs: tuple[int, ...]
+    original: bool
+    annotation: Annotation | None
+
+
+def build_sample(
+    image: NDArray[Any], annotation: Annotation | None, targets: Mapping[str, Any], source_root: str
+) -> dict[str, Any]:
+    """The pipeline input for one image: the image plus the targets the spec declares.
+
+    Raises:
+        Quarantined: the annotation does not fit the image (e.g. a mask of another size).
+    """
+    sample: dict[str, Any] = {"image": image}
+    ann = annotation or Annotation()
+    if targets.get("bboxes"):
+        sample["bboxes"] = ann.bboxes or []
+        for name in targets["bboxes"]["label_fields"]:
+            sample[name] = ann.extra.get(name) or []
+    if targets.get("keypoints"):
+        sample["keypoints"] = ann.keypoints or []
+        for name in targets["keypoints"]["label_fields"]:
+            sample.setdefault(name, ann.extra.get(name) or [])
+    if targets.get("mask") and ann.mask:
+        from PIL import Image
+
+        try:
+            with Image.open(os.path.join(source_root, ann.mask)) as m:
+                import numpy as np
+
+                mask = np.asarray(m.convert("L") if m.mode not in ("L", "1", "P", "I;16", "I") else m)
+        except OSError as exc:
+            raise Quarantined("annotation", f"mask {ann.mask!r} cannot be read: {exc}") from None
+        if mask.shape[:2] != image.shape[:2]:
+            raise Quarantined(
+                "annotation", f"mask {ann.mask!r} is {mask.shape[1]}x{mask.shape[0]} but the image is "
+                f"{image.shape[1]}x{image.shape[0]}"
+            )
+        sample["mask"] = mask
+    return sample
+
+
+def _targets_json(out: Mapping[str, Any], annotation: Annotation | None, mask_path: str | None) -> str | None:
+    data: dict[str, Any] = {}
+    if annotation is not None and annotation.label is not None:
+        data["label"] = annotation.label
+    for name, value in out.items():
+        if name not in ("image", "mask"):
+            data[name] = _plain(value)
+    if mask_path is not None:
+        data["mask"] = mask_path
+    return canonical_json(data).decode() if data else None
+
+
+def augment_one(job: _Job, sample: Mapping[str, Any], key: str, epoch: int) -> tuple[bytes, Any, bytes | None]:
+    """Augment and encode one output: ``(image bytes, result, mask bytes or None)``."""
+    result = job.pipeline.apply(sample, key=key, epoch=epoch)
+    encoded = encode_image(result.sample["image"], job.options.image_format)
+    mask = result.sample.get("mask")
+    mask_bytes = encode_image(mask, "png") if mask is not None else None
+    return encoded, result, mask_bytes
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _row(key: str, epoch: int, seed: str | None, **values: Any) -> dict[str, Any]:
+    return {"key": key, "epoch": epoch, "seed": seed, "status": "ok", "error": None, "note": None, "ops": None, "targets": None,
+            "source_digest": None, "output_path": None, "output_digest": None} | values
+
+
+def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
+    """All outputs of one source image; never raises for a bad sample (it is quarantined)."""
+    key, fmt = task.key, job.options.image_format
+    pipe = job.pipeline
+    seeds = {e: f"{pipe.sample_seed(key=key, epoch=e):032x}" for e in task.epochs}
+    wanted = [*((ORIGINAL_EPOCH,) if task.original else ()), *task.epochs]
+
+    def quarantine_all(reason: str, message: str, source_digest: str | None) -> list[dict[str, Any]]:
+        log.warning("quarantined %s: %s: %s", key, reason, message)
+        return [
+            _row(key, e, seeds.get(e), status="quarantined", error=f"{reason}: {message}", source_digest=source_digest)
+            for e in wanted
+        ]
+
+    try:
+        with open(os.path.join(job.source_root, key), "rb") as f:
+            data = f.read()
+    except OSError as exc:
+        return quarantine_all("unreadable", str(exc), None)
+    src = file_digest(data)
+    try:
+        decoded = decode_image(data, max_pixels=job.options.max_pixels)
+        sample = build_sample(decoded.image, task.annotation, pipe.resolved_targets, job.source_root)
+    except Quarantined as q:
+        return quarantine_all(q.reason, str(q), src)
+    rows = []
+    note = f"converted {decoded.conversion}" if decoded.conversion else None
+    if task.original:
+        rel = output_name(key, ORIGINAL_EPOCH, fmt)
+        _atomic_write(Path(job.write_root, rel), data)
+        targets = _targets_json({}, task.annotation, None)
+        rows.append(_row(key, ORIGINAL_EPOCH, None, ops="[]", targets=targets, source_digest=src,
+                         output_path=rel, output_digest=src))
+    for epoch in task.epochs:
+        try:
+            encoded, result, mask_bytes = augment_one(job, sample, key, epoch)
+        except SampleError as exc:
+            message = str(exc.__cause__ or exc)
+            log.warning("quarantined %s copy %d: annotation: %s", key, epoch, message)
+            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"annotation: {message}",
+                             source_digest=src))
+            continue
+        except Quarantined as q:
+            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"{q.reason}: {q}",
+                             source_digest=src))
+            continue
+        rel = output_name(key, epoch, fmt)
+        mask_rel = None
+        if mask_bytes is not None:
+            mask_rel = f"augmented/{key}.c{epoch}.mask.png"
+            _atomic_write(Path(job.write_root, mask_rel), mask_bytes)
+        _atomic_write(Path(job.write_root, rel), encoded)
+        rows.append(_row(
+            key, epoch, result.record.seed,
+            ops=canonical_json(list(result.record.ops)).decode(),
+            targets=_targets_json(result.sample, task.annotation, mask_rel),
+            source_digest=src, output_path=rel, output_digest=file_digest(encoded), note=note,
+        ))
+    return rows
+
+
+_WORKER_JOB: _Job | None = None
+
+
+def _init_worker(job: _Job) -> None:
+    global _WORKER_JOB
+    import cv2
+
+    # Shared-nothing workers: one OpenCV thread each, so N workers use N cores without oversubscription.
+    cv2.setNumThreads(1)
+    _WORKER_JOB = job
+
+
+def _process_chunk(tasks: list[_Task]) -> list[dict[str, Any]]:
+    assert _WORKER_JOB is not None, "worker used before _init_worker"
+    rows: list[dict[str, Any]] = []
+    for task in tasks:
+        rows.extend(_process(_WORKER_JOB, task))
+    return rows
+
+
+def _chunks(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
+    chunk: list[_Task] = []
+    for task in tasks:
+        chunk.append(task)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]]:
+    """Yield the rows of each task (or chunk of tasks) as workers finish them, in any order."""
+    if job.options.workers == 1:
+        for task in tasks:
+            yield _process(job, task)
+        return
+    import cv2
+
+    # With OpenCV's thread pool alive in the parent, forked children can hang (2 of 30 did here).
+    previous_threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+    # Bound the work in flight: the pool's feeder thread blocks here instead of queueing every task,
+    # so memory stays flat however large the dataset is.
+    window = threading.BoundedSemaphore(job.options.workers * 4)
+
+    def gated() -> Iterator[list[_Task]]:
+        for chunk in _chunks(tasks, job.options.chunk_size):
+            window.acquire()
+            yield chunk
+
+    try:
+        with mp.get_context(method).Pool(job.options.workers, initializer=_init_worker, initargs=(job,)) as pool:
+            for rows in pool.imap_unordered(_process_chunk, gated()):
+                window.release()
+                yield rows
+    finally:
+        cv2.setNumThreads(previous_threads)
+
+
+# -- run state, resume and finalisation --------------------------------------------------------------
+
+
+def _identity(pipe: Pipeline, options: RunOptions) -> dict[str, Any]:
+    return {"fingerprint": pipe.fingerprint, "seed": pipe.seed, "options": options.identity()}
+
+
+def _claim_folder(out: Path, identity: dict[str, Any]) -> None:
+    state = out / STATE_DIR / "run.json"
+    if state.is_file():
+        held = json.loads(state.read_text())
+        if held != identity:
+            diffs = [
+                f"{k}: folder has {held.get(k)!r}, this run {identity[k]!r}" for k in identity if held.get(k) != identity[k]
+            ]
+            raise FingerprintConflict(
+                f"{str(out)!r} holds a dataset made by another pipeline version or options ({'; '.join(diffs)}). "
+                "Versions are never mixed in one folder: choose another --out, or delete the folder to rebuild."
+            )
+        return
+    if out.exists() and any(out.iterdir()):
+        raise FingerprintConflict(
+            f"{str(out)!r} is not empty and is not an augledger output folder; choose an empty or new --out"
+        )
+    (out / STATE_DIR).mkdir(parents=True, exist_ok=True)
+    _atomic_write(state, json.dumps(identity, indent=2, sort_keys=True).encode())
+
+
+def _clean_temporaries(root: Path) -> int:
+    removed = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.startswith(".") and ".tmp-" in name:
+                os.unlink(os.path.join(dirpath, name))
+                removed += 1
+    return removed
+
+
+def _read_journal(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    rows: dict[tuple[str, int], dict[str, Any]] = {}
+    if not path.is_file():
+        return rows
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the last line of a killed run may be cut short; that output is redone
+            rows[(row["key"], row["epoch"])] = row
+    return rows
+
+
+def _still_valid(row: Mapping[str, Any], source: FolderSource, write_root: Path, cache: dict[str, str | None]) -> bool:
+    """A journal row counts as done only if its source and its output still match their digests."""
+    key = row["key"]
+    if key not in cache:
+        try:
+            cache[key] = file_digest(source.path(key).read_bytes())
+        except OSError:
+            cache[key] = None
+    if row.get("source_digest") is not None and cache[key] != row["source_digest"]:
+        return False
+    if row["status"] != "ok":
+        return True
+    try:
+        return bool(file_digest((write_root / row["output_path"]).read_bytes()) == row["output_digest"])
+    except OSError:
+        return False
+
+
+def _pack_shards(rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, options: RunOptions) -> list[dict[str, Any]]:
+    """Write ok outputs to tar shards in (key, epoch) order, with fixed metadata so bytes are stable."""
+    shard_dir = out / "shards"
+    if shard_dir.exists():
+        shutil.rmtree(shard_dir)
+    shard_dir.mkdir(parents=True)
+    shards: list[dict[str, Any]] = []
+    tar: tarfile.TarFile | None = None
+    tmp: Path | None = None
+    count = size = 0
+
+    def close() -> None:
+        nonlocal tar, tmp
+        if tar is None or tmp is None:
+            return
+        tar.close()
+        final = shard_dir / tmp.name.removeprefix(".").removesuffix(".tmp")
+        os.replace(tmp, final)
+        shards.append({"name": f"shards/{final.name}", "samples": count, "bytes": final.stat().st_size,
+                       "sha256": file_digest(final.read_bytes())})
+        tar = tmp = None
+
+    def add(name: str, data: bytes) -> None:
+        assert tar is not None
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
+        import io
+
+        tar.addfile(info, io.BytesIO(data))
+
+    for row in rows:
+        if row["status"] != "ok":
+            continue
+        if tar is None or count >= options.shard_max_count or size >= options.shard_max_bytes:
+            close()
+            tmp = shard_dir / f".shard-{len(shards):06d}.tar.tmp"
+            tar = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
+            count = size = 0
+        key, epoch = row["key"], row["epoch"]
+        base = wds_key(key, epoch)
+        image = (staging / row["output_path"]).read_bytes()
+        ext = Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH else options.image_format
+        meta = {"key": key, "epoch": epoch, "seed": row["seed"], "targets": json.loads(row["targets"] or "null")}
+        add(f"{base}.{ext}", image)
+        add(f"{base}.json", canonical_json(meta))
+        size += len(image)
+        mask = meta["targets"].get("mask") if meta["targets"] else None
+        if mask:
+            add(f"{base}.mask.png", (staging / mask).read_bytes())
+        count += 1
+    close()
+    return shards
+
+
+def materialize(
+    pipeline: Pipeline,
+    source: str | Path,
+    out: str | Path,
+    *,
+    options: RunOptions | None = None,
+    annotations: str | Path | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> RunResult:
+    """Materialise ``options.copies`` augmented copies of every image under ``source`` into ``out``.
+
+    Args:
+        pipeline: the compiled pipeline.
+        source: folder of images; keys are paths relative to it.
+        out: output folder: new, empty, or one made earlier by the same pipeline, seed and options
+            (then the run resumes and only redoes what is missing or no longer verifies).
+        options: copies, workers, format, ... (:class:`RunOptions`).
+        annotations: optional CSV/JSONL manifest of labels, boxes, keypoints and masks.
+        progress: called with (outputs done, outputs total) as work completes.
+        command: the command line to record in the manifest.
+
+    Returns:
+        :class:`RunResult`; ``exit_code`` is 0, or :data:`EXIT_QUARANTINED` if samples were quarantined.
+
+    Raises:
+        FingerprintConflict: ``out`` holds another pipeline version, seed or options.
+        SourceError: the source folder or annotations cannot be read as a whole.
+    """
+    options = options or RunOptions()
+    started = datetime.now(timezone.utc)
+    t0 = time.perf_counter()
+    src = FolderSource(Path(source).resolve())
+    out = Path(out).resolve()
+    targets = pipeline.resolved_targets
+    ann = load_annotations(Path(annotations), label_fields=label_fields(targets)) if annotations else {}
+    _check_annotations_fit(ann, targets)
+    keys = src.keys()
+    if not keys and not ann:
+        raise SourceError(f"no images found under {str(src.root)!r} (extensions: .jpg .jpeg .png .bmp .tif .tiff .webp .gif)")
+    identity = _identity(pipeline, options)
+    _claim_folder(out, identity)
+    state = out / STATE_DIR
+    write_root = state / "staging" if options.format == "webdataset" else out
+    removed = _clean_temporaries(out)
+    if removed:
+        log.info("removed %d temporary files left by an interrupted run", removed)
+
+    epochs = tuple(range(options.copies))
+    expected = [(k, e) for k in keys for e in ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs]
+    journal_path = state / "journal.jsonl"
+    journal = _read_journal(journal_path)
+    digest_cache: dict[str, str | None] = {}
+    expected_set = set(expected)
+    done = {
+        pair: row
+        for pair, row in journal.items()
+        if pair in expected_set and _still_valid(row, src, write_root, digest_cache)
+    }
+    if journal:
+        log.info("resuming: %d of %d outputs already complete and verified", len(done), len(expected))
+
+    def tasks() -> Iterator[_Task]:
+        for key in keys:
+            todo = tuple(e for e in epochs if (key, e) not in done)
+            original = options.include_original and (key, ORIGINAL_EPOCH) not in done
+            if todo or original:
+                yield _Task(key, todo, original, ann.get(key))
+
+    job = _Job(pipeline, str(src.root), str(write_root), options)
+    n_done = len(done)
+    with journal_path.open("a", encoding="utf-8") as jf:
+        for rows in _execute(job, tasks()):
+            for row in rows:
+                jf.write(json.dumps(row, sort_keys=True) + "\n")
+                done[(row["key"], row["epoch"])] = row
+            jf.flush()
+            n_done += len(rows)
+            if progress is not None:
+                progress(n_done, len(expected))
+
+    # Manifest keys that name no image file: nothing can be made from them, and nothing is dropped silently.
+    missing = sorted(set(ann) - set(keys))
+    for key in missing:
+        for e in ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs:
+            seed = None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}"
+            done[(key, e)] = _row(key, e, seed, status="quarantined", error="missing-image: listed in the annotations but no such file")
+
+    rows = [done[pair] for pair in sorted(done)]
+    header = {
+        "kind": "offline",
+        "fingerprint": pipeline.fingerprint,
+        "seed": pipeline.seed,
+        "resolved_spec": pipeline.resolved_spec,
+        "env": EnvStamp.current().to_dict(),
+        "options": options.identity(),
+    }
+    write_ledger(rows, out / "ledger.parquet", header)
+    shards = _pack_shards(rows, write_root, out, options) if options.format == "webdataset" else []
+    quarantined = [{"key": r["key"], "epoch": r["epoch"], "error": r["error"]} for r in rows if r["status"] != "ok"]
+    source_pairs = sorted({(r["key"], r["source_digest"]) for r in rows if r["source_digest"]})
+    counts = {
+        "outputs": len(rows),
+        "ok": sum(r["status"] == "ok" for r in rows),
+        "quarantined": len(quarantined),
+        "quarantined_keys": len({q["key"] for q in quarantined}),
+    }
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "augledger": __version__,
+        "fingerprint": pipeline.fingerprint,
+        "seed": pipeline.seed,
+        "name": pipeline.name,
+        "resolved_spec": pipeline.resolved_spec,
+        "env": header["env"],
+        "options": options.identity(),
+        "source": {
+            "root": str(src.root),
+            "images": len(keys),
+            "digest": digest_of_sources([(k, d) for k, d in source_pairs]),
+            "annotations": str(Path(annotations).resolve()) if annotations else None,
+            "annotations_digest": file_digest(Path(annotations).read_bytes()) if annotations else None,
+        },
+        "counts": counts,
+        "quarantined": quarantined,
+        "ledger": "ledger.parquet",
+        "shards": shards,
+        "started_at": started.isoformat(timespec="seconds"),
+        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - t0, 3),
+        "command": list(command) if command is not None else sys.argv,
+        "workers": options.workers,
+    }
+    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
+    if options.format == "webdataset" and (state / "staging").exists():
+        shutil.rmtree(state / "staging")
+        journal_path.unlink()  # the shards are the outputs now; a rerun rebuilds from scratch
+    log.info(
+        "run done: %d outputs, %d quarantined, %.1fs", counts["ok"], len(quarantined), manifest["seconds"]
+    )
+    return RunResult(out, manifest, quarantined)
+
+
+def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
+    """The label fields the spec's bbox and keypoint targets declare, in order, without repeats."""
+    names = [*(targets["bboxes"] or {}).get("label_fields", ()), *(targets["keypoints"] or {}).get("label_fields", ())]
+    return tuple(dict.fromkeys(names))
+
+
+def _check_annotations_fit(ann: Mapping[str, Annotation], targets: Mapping[str, Any]) -> None:
+    for key, a in ann.items():
+        for kind in ("bboxes", "keypoints"):
+            if getattr(a, kind) and not targets.get(kind):
+                raise SourceError(
+                    f"annotations for {key!r} carry {kind}, but the spec declares no targets.{kind}; "
+                    f"declare it in the spec (format and label_fields) so they are transformed with the image"
+                )
+        if a.mask and not targets.get("mask"):
+            raise SourceError(f"annotations for {key!r} name a mask, but the spec does not set targets.mask: true")
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The manifest of a finished run (``out/manifest.json``).
+
+    Raises:
+        LedgerError: there is none (the run never finished, or ``out`` is not an output folder).
+    """
+    path = Path(out) / "manifest.json"
+    if not path.is_file():
+        raise LedgerError(
+            f"{str(out)!r} has no manifest.json: not an augledger output folder, or its run did not finish "
+            "(run the same `augledger run` command again to resume it)"
+        )
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
