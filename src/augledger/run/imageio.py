@@ -19,11 +19,10 @@ I;16*, I, F                rejected (``high-bit-depth``): 16/32-bit images are n
 
 from __future__ import annotations
 
-from typing import Any
-
 import io
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray

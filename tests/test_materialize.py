@@ -1,0 +1,356 @@
+"""The main job: materialise, resume after SIGKILL, quarantine, refuse foreign folders, verify, replay."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import augledger
+from augledger import FingerprintConflict, LedgerError, SourceError
+from augledger.ledger import read_ledger
+from augledger.run.materialize import EXIT_QUARANTINED, RunOptions, materialize, wds_key
+from augledger.run.verify import replay_output, verify
+
+SPEC: dict[str, Any] = {
+    "schema": 1,
+    "name": "run-test",
+    "seed": 7,
+    "ops": [
+        {"op": "HorizontalFlip", "p": 0.5},
+        {"op": "Affine", "p": 0.7, "params": {"rotate": [-20, 20]}},
+        {"op": "RandomBrightnessContrast", "p": 0.5},
+        {"op": "GaussNoise", "p": 0.3},
+    ],
+}
+SCRIPT = shutil.which("augledger", path=os.path.dirname(sys.executable)) or "augledger"
+
+
+def make_source(root: Path, n: int, size: int = 48) -> Path:
+    """``n`` real-photo tiles (scikit-image sample images) in nested folders, as PNG and JPEG."""
+    import cv2
+    from skimage import data
+
+    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket()]
+    for i in range(n):
+        photo = photos[i % len(photos)]
+        y = (i * 37) % (photo.shape[0] - size)
+        x = (i * 53) % (photo.shape[1] - size)
+        tile = photo[y : y + size, x : x + size, ::-1]
+        folder = root / f"class{i % 3}"
+        folder.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(folder / f"{i:04d}.{'png' if i % 2 else 'jpg'}"), tile)
+    return root
+
+
+def tree_digests(root: Path) -> dict[str, str]:
+    """sha256 of every file under root except run state and the manifest (which holds times)."""
+    out = {}
+    for path in sorted(root.rglob("*")):
+        rel = path.relative_to(root).as_posix()
+        if path.is_file() and not rel.startswith(".augledger") and rel != "manifest.json":
+            out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return out
+
+
+@pytest.fixture(scope="module")
+def pipe() -> augledger.Pipeline:
+    return augledger.compile(augledger.parse_spec(SPEC))
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_source(tmp_path_factory.mktemp("src"), 24)
+
+
+def test_worker_count_and_order_do_not_change_a_byte(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    one = materialize(pipe, source, tmp_path / "w1", options=RunOptions(copies=2, workers=1, include_original=True))
+    two = materialize(pipe, source, tmp_path / "w2", options=RunOptions(copies=2, workers=2, include_original=True, chunk_size=1))
+    assert one.exit_code == two.exit_code == 0
+    d1, d2 = tree_digests(tmp_path / "w1"), tree_digests(tmp_path / "w2")
+    assert d1 == d2
+    assert len([k for k in d1 if k.startswith("augmented/")]) == 48
+    assert len([k for k in d1 if k.startswith("original/")]) == 24
+    rows = read_ledger(tmp_path / "w1").rows()
+    assert rows == read_ledger(tmp_path / "w2").rows()
+    assert [(r["key"], r["epoch"]) for r in rows] == sorted((r["key"], r["epoch"]) for r in rows)
+    for key in ("fingerprint", "seed", "resolved_spec", "counts", "source"):
+        assert one.manifest[key] == two.manifest[key]
+
+
+def test_ledger_is_plain_parquet_with_header(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    import pandas as pd
+    import pyarrow.parquet as pq
+
+    materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=1))
+    frame = pd.read_parquet(tmp_path / "o" / "ledger.parquet")
+    assert len(frame) == 24 and set(frame["status"]) == {"ok"}
+    row = frame.iloc[0]
+    assert row["output_digest"] == "sha256:" + hashlib.sha256((tmp_path / "o" / row["output_path"]).read_bytes()).hexdigest()
+    assert isinstance(json.loads(row["ops"]), list)
+    header = json.loads(pq.read_schema(tmp_path / "o" / "ledger.parquet").metadata[b"augledger"])
+    assert header["fingerprint"] == pipe.fingerprint and header["seed"] == 7
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    for field in ("fingerprint", "resolved_spec", "seed", "env", "source", "counts", "started_at", "finished_at", "augledger", "command"):
+        assert field in manifest
+    assert manifest["source"]["digest"].startswith("sha256:")
+
+
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    source = make_source(tmp_path / "src", 80, size=160)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    args = [SCRIPT, "run", str(spec), "--source", str(source), "--copies", "3", "--workers", "2"]
+    subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, capture_output=True)
+
+    out = tmp_path / "killed"
+    journal = out / ".augledger" / "journal.jsonl"
+    proc = subprocess.Popen([*args, "--out", str(out)], start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if journal.is_file() and journal.read_bytes().count(b"\n") >= 40:
+            break
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run finished before it could be killed; make the workload larger"
+    os.killpg(proc.pid, signal.SIGKILL)  # the main process and its workers, mid-write
+    proc.wait()
+    written = journal.read_bytes().count(b"\n")
+    assert 40 <= written < 240 and not (out / "manifest.json").exists()
+
+    resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tree_digests(out) == tree_digests(tmp_path / "clean")
+    assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
+    assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_resume_redoes_deleted_and_tampered_outputs(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    materialize(pipe, source, out, options=RunOptions(copies=2))
+    before = tree_digests(out)
+    victims = sorted(p for p in (out / "augmented").rglob("*.png"))[:3]
+    victims[0].unlink()
+    victims[1].write_bytes(b"garbage")
+    (victims[2].parent / f".{victims[2].name}.tmp-999").write_bytes(b"half a file")
+    again = materialize(pipe, source, out, options=RunOptions(copies=2, workers=2))
+    assert again.exit_code == 0
+    assert tree_digests(out) == before
+
+
+def test_foreign_fingerprint_seed_or_options_are_refused(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    materialize(pipe, source, out, options=RunOptions(copies=1))
+    other = augledger.compile(augledger.parse_spec({**SPEC, "ops": SPEC["ops"][:2]}))
+    with pytest.raises(FingerprintConflict, match=r"holds a dataset made by another pipeline version .*fingerprint: folder has"):
+        materialize(other, source, out, options=RunOptions(copies=1))
+    reseeded = augledger.compile(augledger.parse_spec({**SPEC, "seed": 8}))
+    with pytest.raises(FingerprintConflict, match=r"seed: folder has 7, this run 8"):
+        materialize(reseeded, source, out, options=RunOptions(copies=1))
+    with pytest.raises(FingerprintConflict, match=r"options"):
+        materialize(pipe, source, out, options=RunOptions(copies=2))
+    stranger = tmp_path / "stranger"
+    stranger.mkdir()
+    (stranger / "notes.txt").write_text("mine")
+    with pytest.raises(FingerprintConflict, match="not empty and is not an augledger output folder"):
+        materialize(pipe, source, stranger)
+
+
+def _bad_inputs(root: Path) -> dict[str, str]:
+    """Write one file per kind of bad input; return {key: expected reason or 'ok:<note>'}."""
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    rgb = rng.integers(0, 255, (40, 40, 3), dtype=np.uint8)
+    Image.fromarray(rgb).save(root / "good.png")
+    (root / "zero.jpg").write_bytes(b"")
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="JPEG")
+    (root / "truncated.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (root / "text.png").write_text("this is not an image")
+    Image.fromarray(rgb[..., 0].astype(np.uint16) * 257).save(root / "deep16.png")
+    Image.fromarray(rgb).convert("CMYK").save(root / "cmyk.jpg")
+    Image.fromarray(rgb).convert("RGBA").save(root / "alpha.png")
+    Image.fromarray(rgb).convert("P").save(root / "palette.png")
+    transparent = Image.fromarray(rgb).convert("P")
+    transparent.info["transparency"] = 0
+    transparent.save(root / "palette_alpha.png", transparency=0)
+    Image.fromarray(rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)).save(root / "huge.png")
+    return {
+        "good.png": "ok", "zero.jpg": "empty", "truncated.jpg": "truncated", "text.png": "not-an-image",
+        "deep16.png": "high-bit-depth", "cmyk.jpg": "ok:converted CMYK->RGB", "alpha.png": "alpha",
+        "palette.png": "ok:converted P->RGB", "palette_alpha.png": "alpha", "huge.png": "too-large",
+    }
+
+
+def test_each_kind_of_bad_input_is_quarantined_with_its_reason(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    expected = _bad_inputs(src)
+    result = materialize(pipe, src, tmp_path / "o", options=RunOptions(copies=2, workers=2, max_pixels=5000))
+    assert result.exit_code == EXIT_QUARANTINED
+    rows = {(r["key"], r["epoch"]): r for r in read_ledger(tmp_path / "o").rows()}
+    assert len(rows) == 2 * len(expected)  # nothing lost: every expected output has a row
+    for key, want in expected.items():
+        for epoch in (0, 1):
+            row = rows[(key, epoch)]
+            if want.startswith("ok"):
+                assert row["status"] == "ok", (key, row["error"])
+                assert row["note"] == (want[3:] or None)
+                assert (tmp_path / "o" / row["output_path"]).is_file()
+            else:
+                assert row["status"] == "quarantined", key
+                assert row["error"].startswith(want + ":"), (key, row["error"])
+                assert row["output_path"] is None
+    quarantined_keys = {q["key"] for q in result.manifest["quarantined"]}
+    assert quarantined_keys == {k for k, v in expected.items() if not v.startswith("ok")}
+
+
+def test_cli_exit_codes_and_summary(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    _bad_inputs(src)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    out = subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(tmp_path / "o"), "--max-pixels", "5000"],
+                         capture_output=True, text=True)
+    assert out.returncode == EXIT_QUARANTINED
+    assert "7 sample(s) quarantined" in out.stdout and "zero.jpg: empty: zero-byte file" in out.stdout
+    (src / "text.png").unlink()
+    for name in ("zero.jpg", "truncated.jpg", "deep16.png", "alpha.png", "palette_alpha.png", "huge.png"):
+        (src / name).unlink()
+    ok = subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(tmp_path / "o2")], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stderr
+
+
+def test_annotations_move_with_the_image(tmp_path: Path) -> None:
+    from PIL import Image
+
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    image = rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(image).save(src / "a.png")
+    Image.fromarray(image).save(src / "b.png")
+    mask = np.zeros((40, 60), dtype=np.uint8)
+    mask[5:15, 10:20] = 255
+    Image.fromarray(mask).save(src / "a_mask.png")
+    Image.fromarray(np.zeros((10, 10), dtype=np.uint8)).save(src / "wrong_mask.png")
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("\n".join(json.dumps(r) for r in [
+        {"key": "a.png", "label": "cat", "bboxes": [[10, 5, 20, 15]], "labels": ["eye"], "keypoints": [[12, 7]], "mask": "a_mask.png"},
+        {"key": "b.png", "bboxes": [[50, 5, 70, 15]], "labels": ["out of bounds"]},
+        {"key": "missing.png", "label": "dog"},
+    ]) + "\n")
+    spec = {
+        "schema": 1, "name": "det", "seed": 1,
+        "targets": {"mask": True, "bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}, "keypoints": {"format": "xy"}},
+        "ops": [{"op": "HorizontalFlip", "p": 1.0}],
+    }
+    pipe = augledger.compile(augledger.parse_spec(spec))
+    result = materialize(pipe, src, tmp_path / "o", options=RunOptions(copies=1), annotations=ann)
+    rows = {r["key"]: r for r in read_ledger(tmp_path / "o").rows()}
+    a = rows["a.png"]
+    assert a["status"] == "ok"
+    targets = json.loads(a["targets"])
+    assert targets["label"] == "cat" and targets["labels"] == ["eye"]
+    assert np.allclose(targets["bboxes"], [[40, 5, 50, 15]])
+    assert np.allclose(targets["keypoints"], [[60 - 1 - 12, 7]])
+    out_mask = np.asarray(Image.open(tmp_path / "o" / targets["mask"]))
+    assert np.array_equal(out_mask, mask[:, ::-1])
+    assert rows["b.png"]["status"] == "quarantined" and rows["b.png"]["error"].startswith("annotation:")
+    assert rows["missing.png"]["status"] == "quarantined" and rows["missing.png"]["error"].startswith("missing-image:")
+    # Images without a manifest row, like the mask files themselves, are augmented with empty targets.
+    assert rows["wrong_mask.png"]["status"] == "ok"
+    assert result.exit_code == EXIT_QUARANTINED
+    report = verify(tmp_path / "o")
+    assert report.ok, report.problems
+
+
+def test_annotations_that_the_spec_cannot_carry_are_refused(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    ann = tmp_path / "ann.csv"
+    ann.write_text('key,bboxes\nclass0/0000.jpg,"[[1, 2, 3, 4]]"\n')
+    with pytest.raises(SourceError, match=r"carry bboxes, but the spec declares no targets\.bboxes"):
+        materialize(pipe, source, tmp_path / "o", annotations=ann)
+
+
+def test_verify_catches_tampering_missing_and_changed_sources(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    shutil.copytree(source, src)
+    out = tmp_path / "o"
+    materialize(pipe, src, out, options=RunOptions(copies=2))
+    assert verify(out).ok
+    assert verify(out, sample=5).checked == 5
+    outputs = sorted((out / "augmented").rglob("*.png"))
+    tampered, deleted = outputs[0], outputs[1]
+    data = bytearray(tampered.read_bytes())
+    data[-20] ^= 1
+    tampered.write_bytes(bytes(data))
+    deleted.unlink()
+    report = verify(out)
+    assert not report.ok
+    messages = {(p.key, p.epoch): p.message for p in report.problems}
+    assert any("was modified since the run" in m for m in messages.values())
+    assert any("is missing" in m for m in messages.values())
+    assert len(report.problems) == 2
+    # A verify CLI run names the files and exits 1.
+    cli = subprocess.run([SCRIPT, "verify", str(out)], capture_output=True, text=True)
+    assert cli.returncode == 1 and "MISMATCH" in cli.stdout and tampered.name.split(".c")[0] in cli.stdout
+
+
+def test_replay_reproduces_one_output(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    materialize(pipe, source, out, options=RunOptions(copies=3))
+    row = read_ledger(out).find("class1/0001.png", 2)[0]
+    encoded, got_row, ops = replay_output(out, "class1/0001.png", 2)
+    assert encoded == (out / row["output_path"]).read_bytes()
+    assert got_row == row and ops == json.loads(row["ops"])
+    with pytest.raises(LedgerError, match=r"no output for key 'class1/0001.png' copy 7 .*it has copies \[0, 1, 2\]"):
+        replay_output(out, "class1/0001.png", 7)
+
+
+def read_with_webdataset(shards: list[Path]) -> list[dict[str, Any]]:
+    """Read shards with webdataset's own tar expansion and key grouping, on file objects we close.
+
+    (``wds.WebDataset`` itself leaves the last shard open for the garbage collector and draws from
+    the global ``random`` module, which this suite's sentinels forbid.)
+    """
+    from webdataset.tariterators import group_by_keys, tar_file_expander
+
+    with contextlib.ExitStack() as stack:
+        streams = [{"url": str(s), "stream": stack.enter_context(s.open("rb"))} for s in shards]
+        return list(group_by_keys(tar_file_expander(streams)))
+
+
+def test_webdataset_shards_read_by_webdataset_and_tarfile(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    a = materialize(pipe, source, tmp_path / "a", options=RunOptions(copies=2, format="webdataset", shard_max_count=10))
+    b = materialize(pipe, source, tmp_path / "b", options=RunOptions(copies=2, workers=2, format="webdataset", shard_max_count=10))
+    shards = sorted((tmp_path / "a" / "shards").glob("*.tar"))
+    assert len(shards) == 5  # 48 samples, 10 per shard
+    assert tree_digests(tmp_path / "a") == tree_digests(tmp_path / "b")
+    assert a.manifest["shards"] == b.manifest["shards"]
+    samples = read_with_webdataset(shards)
+    assert len(samples) == 48
+    first = samples[0]
+    meta = json.loads(first["json"])
+    assert first["__key__"] == wds_key(meta["key"], meta["epoch"]) == "class0/0000%2Ejpg__c0"
+    rows = {(r["key"], r["epoch"]): r for r in read_ledger(tmp_path / "a").rows()}
+    assert "sha256:" + hashlib.sha256(first["png"]).hexdigest() == rows[(meta["key"], meta["epoch"])]["output_digest"]
+    with tarfile.open(shards[0]) as tar:
+        names = tar.getnames()
+        assert names[:2] == ["class0/0000%2Ejpg__c0.png", "class0/0000%2Ejpg__c0.json"]
+        assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
+    assert verify(tmp_path / "a").ok
