@@ -336,6 +336,29 @@ def test_ledger_sampling_keeps_a_deterministic_subset(pipe: augledger.Pipeline, 
     assert full.rows() and all(r["source_digest"] is None for r in full.rows())
 
 
+def test_verify_checks_an_online_ledger(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    from augledger.ledger import write_ledger
+    from augledger.run.verify import verify
+
+    merged, ledger = _ledgered_run(pipe, tmp_path / "l", 2, sample_rate=0.5)
+    report = verify(tmp_path / "l")
+    assert report.ok and report.checked == len(merged) > 0
+    rows = merged.rows()
+    rows[0] = {**rows[0], "epoch": 1 - rows[0]["epoch"]}  # a row moved to another epoch keeps its seed
+    assert (rows[0]["key"], rows[0]["epoch"]) not in {(r["key"], r["epoch"]) for r in rows[1:]}
+    tampered = write_ledger(rows, tmp_path / "tampered.parquet", merged.header)
+    report = verify(tampered)
+    assert [(p.key, p.epoch) for p in report.problems] == [(rows[0]["key"], rows[0]["epoch"])]
+    assert "is not the one derived for this key and epoch" in report.problems[0].message
+    # A row outside the sampled subset (its own seed, but the ledger says rate 0.5 left it out).
+    outside = next((k, e) for k in KEYS for e in (0, 1) if not ledger.selected(key=k, epoch=e))
+    extra = pipe.apply({"image": image_for(KEYS.index(outside[0]))}, key=outside[0], epoch=outside[1]).record
+    row = {**merged.rows()[0], "key": extra.key, "epoch": extra.epoch, "seed": extra.seed}
+    report = verify(write_ledger([*merged.rows(), row], tmp_path / "extra.parquet", merged.header))
+    assert [(p.key, p.epoch) for p in report.problems] == [outside]
+    assert "outside the ledger's sampled subset at rate 0.5" in report.problems[0].message
+
+
 def test_ledger_skips_a_cut_line_and_refuses_another_pipeline(pipe: augledger.Pipeline, tmp_path: Path) -> None:
     ledger = OnlineLedger(tmp_path, pipe)
     dataset = AugmentedDataset(ImageLabels(), pipe, key=key_for, ledger=ledger)

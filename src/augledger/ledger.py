@@ -19,6 +19,7 @@ input conversion such as ``CMYK->RGB``), ``ops`` (JSON list of applied ops and p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,11 +29,26 @@ from typing import Any
 
 from augledger.errors import LedgerError
 
-__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "LedgerWriter", "merge_parts", "read_ledger"]
+__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "LedgerWriter", "in_ledger_sample", "merge_parts", "read_ledger"]
 
 #: Version of the ledger layout, stored in every header.
 LEDGER_FORMAT = 1
 _META_KEY = b"augledger"
+_LEDGER_SAMPLE_DOMAIN = b"augledger/ledger-sample/v1\0"
+
+
+def in_ledger_sample(seed_hex: str, rate: float) -> bool:
+    """Whether a sample with this derived seed (hex) is kept by a ledger sampling ``rate`` in [0, 1].
+
+    A pure function of the seed, hashed again under its own domain so the kept subset is unrelated
+    to the draws the seed feeds: every worker layout, rank count and rerun keeps the same subset.
+    """
+    if rate >= 1.0:
+        return True
+    if rate <= 0.0:
+        return False
+    digest = hashlib.blake2b(_LEDGER_SAMPLE_DOMAIN + seed_hex.encode("ascii"), digest_size=8).digest()
+    return int.from_bytes(digest, "little") < rate * 2.0**64
 
 #: Column name -> Arrow type name. Timing never goes here: it would make ledgers differ run to run.
 COLUMNS: dict[str, str] = {

@@ -58,6 +58,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler
 from augledger._canonical import canonical_json
 from augledger.env import EnvStamp
 from augledger.errors import AugLedgerError, FingerprintConflict, SampleError
+from augledger.ledger import in_ledger_sample as _selected
 from augledger.ledger import write_ledger
 from augledger.pipeline import Pipeline
 from augledger.record import Augmented, sample_digest
@@ -83,7 +84,6 @@ ToSample = Callable[[Any], Mapping[str, Any]]
 FromSample = Callable[[dict[str, Any], Any], Any]
 
 _ORDER_DOMAIN = "augledger/order/v1"
-_LEDGER_SAMPLE_DOMAIN = b"augledger/ledger-sample/v1\0"
 _PART_GLOB = "part-*.jsonl"
 _HEADER_FILE = "header.json"
 
@@ -224,17 +224,6 @@ class DistributedEpochSampler(EpochSampler):
 
 
 # -- the online ledger ---------------------------------------------------------------------------------
-
-
-def _selected(seed_hex: str, rate: float) -> bool:
-    """Whether a sample with this seed is ledgered at ``rate``: a pure function of the seed."""
-    if rate >= 1.0:
-        return True
-    if rate <= 0.0:
-        return False
-    # A separate hash of the seed, so the kept subset is unrelated to the draws the seed feeds.
-    digest = hashlib.blake2b(_LEDGER_SAMPLE_DOMAIN + seed_hex.encode("ascii"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") < rate * 2.0**64
 
 
 def _plain(value: Any) -> Any:

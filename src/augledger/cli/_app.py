@@ -315,7 +315,9 @@ def ledger_show(
         return
     console.print(f"ledger of {ledger.fingerprint[:19]}… ({ledger.header.get('kind', '?')}, seed "
                   f"{ledger.header.get('seed')}): {len(ledger)} rows", highlight=False)
-    table = Table("key", "copy", "status", "ops / error", show_lines=False)
+    # Offline runs index outputs by copy; an online ledger by training epoch (the same seeding input).
+    table = Table("key", "epoch" if ledger.header.get("kind") == "online" else "copy", "status", "ops / error",
+                  show_lines=False)
     for row in rows:
         if row["status"] == "ok":
             ops = json.loads(row["ops"] or "[]")

@@ -13,7 +13,7 @@ from typing import Any
 import augledger
 from augledger.env import EnvStamp
 from augledger.errors import LedgerError, SampleError
-from augledger.ledger import read_ledger
+from augledger.ledger import Ledger, in_ledger_sample, read_ledger
 from augledger.pipeline import Pipeline
 from augledger.run.imageio import Quarantined, decode_image
 from augledger.run.materialize import (
@@ -27,8 +27,9 @@ from augledger.run.materialize import (
     wds_key,
 )
 from augledger.run.sources import Annotation, file_digest, load_annotations
+from augledger.seeding import seed_for
 
-__all__ = ["Problem", "VerifyReport", "replay_output", "verify"]
+__all__ = ["Problem", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,60 @@ class _Dataset:
         return encoded, result
 
 
+def _online_ledger(path: Path) -> Ledger | None:
+    """The ledger at ``path`` when it is an online (training) ledger rather than a run's output folder."""
+    candidate = path if path.is_file() else path / "ledger.parquet"
+    if path.is_dir() and (path / "manifest.json").is_file():
+        return None
+    if not candidate.is_file():
+        return None
+    ledger = read_ledger(candidate)
+    return ledger if ledger.header.get("kind") == "online" else None
+
+
+def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> VerifyReport:
+    """Check an online (training) ledger for consistency with the pipeline it records.
+
+    Online inputs live in the user's dataset, which the ledger does not point to, so outputs cannot
+    be re-derived here (replay a row with ``Pipeline.replay``). What is checked: the recorded
+    resolved spec still compiles to the recorded fingerprint in this environment; every row's seed
+    is the one derived from (fingerprint, seed, epoch, key), which catches rows edited, moved to
+    another key or epoch, or taken from another pipeline; with a sampling rate below 1, every row
+    belongs to the sampled subset; and no (key, epoch) appears twice.
+    """
+    header = ledger.header
+    report = VerifyReport(fingerprint=str(header.get("fingerprint", "")))
+    if "env" in header:
+        report.env_differences = EnvStamp.from_dict(header["env"]).describe_differences(EnvStamp.current())
+    pipeline = augledger.compile(augledger.parse_spec(header["resolved_spec"]))
+    if pipeline.fingerprint != report.fingerprint:
+        report.problems.append(Problem("*", 0, (
+            f"the recorded spec now resolves to {pipeline.fingerprint}, not {report.fingerprint}: "
+            "the backend's defaults differ in this environment"
+        )))
+        return report
+    seed, rate = int(header["seed"]), float(header.get("sample_rate", 1.0))
+    rows = ledger.rows()
+    seen: set[tuple[str, int]] = set()
+    for row in rows:
+        ident = (row["key"], row["epoch"])
+        if ident in seen:
+            report.problems.append(Problem(row["key"], row["epoch"], "appears more than once in the ledger"))
+        seen.add(ident)
+    for row in _pick(rows, sample):
+        key, epoch = row["key"], row["epoch"]
+        report.checked += 1
+        expected = f"{seed_for(report.fingerprint, seed=seed, epoch=epoch, key=key):032x}"
+        if row["seed"] != expected:
+            report.problems.append(Problem(key, epoch, (
+                f"seed {row['seed']} is not the one derived for this key and epoch ({expected}): "
+                "the row was edited or belongs to another pipeline"
+            )))
+        elif not in_ledger_sample(expected, rate):
+            report.problems.append(Problem(key, epoch, f"is outside the ledger's sampled subset at rate {rate}"))
+    return report
+
+
 def _pick(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
     if n is None or n >= len(rows):
         return rows
@@ -132,6 +187,9 @@ def verify(
         source: the source folder, if it moved since the run.
         annotations: the annotations file, if it moved since the run.
     """
+    online = _online_ledger(Path(out))
+    if online is not None:
+        return verify_online_ledger(online, sample=sample)
     ds = _Dataset(out, source, annotations)
     report = VerifyReport(fingerprint=ds.manifest["fingerprint"])
     recorded_env = EnvStamp.from_dict(ds.manifest["env"])
