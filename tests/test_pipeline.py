@@ -246,6 +246,27 @@ def test_targets_travel_with_the_image(astronaut: np.ndarray) -> None:
     assert np.allclose(out["keypoints"], [[width - 1 - 5.0, 10.0]])  # keypoints flip about pixel centres
 
 
+def test_unannotated_image_through_a_box_pipeline(astronaut: np.ndarray) -> None:
+    """An image without boxes (a preview, an unlabelled sample) gets the same pixels as with no boxes."""
+    spec = {
+        "schema": 1,
+        "name": "det",
+        "targets": {"bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}, "keypoints": {"format": "xy"}},
+        "ops": [{"op": "HorizontalFlip", "p": 0.5}, {"op": "Affine", "p": 1.0, "params": {"rotate": [-30, 30]}}],
+    }
+    pipe = augledger.compile(augledger.parse_spec(spec))
+    bare = pipe.apply({"image": astronaut}, key="a", epoch=3)
+    assert set(bare.sample) == {"image"}
+    empty = pipe.apply({"image": astronaut, "bboxes": [], "labels": [], "keypoints": []}, key="a", epoch=3)
+    assert bare.sample["image"].tobytes() == empty.sample["image"].tobytes()
+    assert bare.record.to_json() == empty.record.to_json()
+    assert not np.array_equal(bare.sample["image"], astronaut)
+    with pytest.raises(SampleError, match=r"has bboxes but not their label field\(s\) \['labels'\]"):
+        pipe.apply({"image": astronaut, "bboxes": [[1, 2, 3, 4]]}, key="a", epoch=0)
+    with pytest.raises(SampleError, match=r"has label field\(s\) \['labels'\] but no 'bboxes'"):
+        pipe.apply({"image": astronaut, "labels": ["x"]}, key="a", epoch=0)
+
+
 def test_undeclared_targets_and_bad_samples_are_rejected(standard_pipeline: augledger.Pipeline, astronaut: np.ndarray) -> None:
     with pytest.raises(SampleError, match=r"carries \['bboxes'\], which the spec does not declare; declare them under 'targets'"):
         standard_pipeline.apply({"image": astronaut, "bboxes": [[0, 0, 1, 1]]}, key="a", epoch=0)

@@ -73,10 +73,14 @@ class Pipeline:
         allowed = {"image"}
         if targets.get("mask"):
             allowed |= {"mask", "masks"}
+        declared: list[tuple[str, tuple[str, ...]]] = []
         for kind in ("bboxes", "keypoints"):
             if targets.get(kind):
                 allowed |= {kind, *targets[kind]["label_fields"]}
+                declared.append((kind, tuple(targets[kind]["label_fields"])))
         self._allowed_keys = frozenset(allowed)
+        # Declared box/point targets a sample may omit (an unannotated image): filled with empty lists.
+        self._optional_targets = tuple(declared)
         self._local = threading.local()
         # Build once now so a spec that resolves but cannot build fails at compile time, not in a worker.
         self._compose()
@@ -166,13 +170,16 @@ class Pipeline:
             SampleError: the sample lacks an image or carries a target the spec does not declare.
         """
         self._check_sample(sample, key)
+        filled = self._fill_optional_targets(sample, key) if self._optional_targets else ()
         sample_seed = seed_for(self._fingerprint, seed=self._resolved["seed"], epoch=epoch, key=key)
         compose, generators = self._thread_state()
         compose.set_random_state(*generators.reseed(sample_seed))
         try:
-            out = compose(**sample)
+            out = compose(**({**sample, **dict.fromkeys(filled, ())} if filled else sample))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             raise SampleError(f"sample {key!r} (epoch {epoch}) could not be augmented: {exc}") from exc
+        for name in filled:
+            out.pop(name, None)
         record = Record(
             key=key,
             epoch=epoch,
@@ -194,6 +201,27 @@ class Pipeline:
         """
         for key, sample in items:
             yield self.apply(sample, key=key, epoch=epoch, digests=digests)
+
+    def _fill_optional_targets(self, sample: Mapping[str, Any], key: str) -> tuple[str, ...]:
+        """Names of declared box/point fields the sample omits (augmented as empty, then dropped)."""
+        filled: list[str] = []
+        for kind, fields in self._optional_targets:
+            if kind in sample:
+                missing = [f for f in fields if f not in sample]
+                if missing:
+                    raise SampleError(
+                        f"sample {key!r} has {kind} but not their label field(s) {missing} that the spec's "
+                        f"targets.{kind}.label_fields declares; pass one label per box, e.g. {missing[0]}=[...]"
+                    )
+            else:
+                stray = [f for f in fields if f in sample]
+                if stray:
+                    raise SampleError(
+                        f"sample {key!r} has label field(s) {stray} but no {kind!r}; pass both, or neither "
+                        "for a sample without annotations"
+                    )
+                filled += [kind, *fields]
+        return tuple(filled)
 
     def _check_sample(self, sample: Mapping[str, Any], key: str) -> None:
         if not isinstance(sample, Mapping) or "image" not in sample:
