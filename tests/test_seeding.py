@@ -7,10 +7,10 @@ import subprocess
 import sys
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from augledger.seeding import SampleGenerators, generators_for, seed_for
+from augledger.seeding import SampleGenerators, SeedDeriver, generators_for, seed_for
 
 
 def test_seed_for_golden_values() -> None:
@@ -58,3 +58,25 @@ def test_reused_generators_equal_fresh_ones(seed: int) -> None:
     np_b, py_b = generators_for(seed)
     assert np_a.random(4).tolist() == np_b.random(4).tolist()
     assert [py_a.random() for _ in range(4)] == [py_b.random() for _ in range(4)]
+
+
+@given(
+    key=st.text(st.characters(blacklist_categories=("Cs",)), max_size=40),
+    epoch=st.integers(min_value=-(2**70), max_value=2**70),
+    seed=st.integers(min_value=0, max_value=2**64),
+)
+@settings(max_examples=300, deadline=None)
+def test_seed_deriver_equals_seed_for(key: str, epoch: int, seed: int) -> None:
+    """The pipeline's fast path (prefix hashed once) must give exactly the documented derivation."""
+    fp = "sha256:" + "ab" * 32
+    assert SeedDeriver(fp, seed)(epoch=epoch, key=key) == seed_for(fp, seed=seed, epoch=epoch, key=key)
+
+
+def test_seed_deriver_rejects_what_seed_for_rejects() -> None:
+    derive = SeedDeriver("sha256:ab", 1)
+    with pytest.raises(TypeError, match="key must be a str"):
+        derive(epoch=0, key=3)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="epoch must be an int"):
+        derive(epoch=True, key="a")
+    with pytest.raises(TypeError, match="seed an int"):
+        SeedDeriver("sha256:ab", 1.5)  # type: ignore[arg-type]

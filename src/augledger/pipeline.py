@@ -18,7 +18,7 @@ import numpy as np
 from augledger.env import EnvStamp
 from augledger.errors import EnvironmentMismatchWarning, ReplayMismatch, SampleError
 from augledger.record import Augmented, Record, sample_digest
-from augledger.seeding import SampleGenerators, seed_for
+from augledger.seeding import SampleGenerators, SeedDeriver
 from augledger.spec import PipelineSpec, fingerprint_of
 
 __all__ = ["Pipeline", "compile_spec"]
@@ -69,6 +69,7 @@ class Pipeline:
     def __init__(self, resolved: Mapping[str, Any]) -> None:
         self._resolved = dict(resolved)
         self._fingerprint = fingerprint_of(self._resolved)
+        self._derive_seed = SeedDeriver(self._fingerprint, self._resolved["seed"])
         targets = self._resolved["targets"]
         allowed = {"image"}
         if targets.get("mask"):
@@ -124,7 +125,7 @@ class Pipeline:
 
     def sample_seed(self, *, key: str, epoch: int) -> int:
         """The 128-bit seed of (key, epoch) under this pipeline and its spec seed."""
-        return seed_for(self._fingerprint, seed=self.seed, epoch=epoch, key=key)
+        return self._derive_seed(epoch=epoch, key=key)
 
     def __repr__(self) -> str:
         n_ops = len(self._resolved["ops"])
@@ -171,7 +172,7 @@ class Pipeline:
         """
         self._check_sample(sample, key)
         filled = self._fill_optional_targets(sample, key) if self._optional_targets else ()
-        sample_seed = seed_for(self._fingerprint, seed=self._resolved["seed"], epoch=epoch, key=key)
+        sample_seed = self._derive_seed(epoch=epoch, key=key)
         compose, generators = self._thread_state()
         compose.set_random_state(*generators.reseed(sample_seed))
         try:
@@ -230,8 +231,8 @@ class Pipeline:
                 f"e.g. {{'image': array}}; got {type(sample).__name__}"
                 + (f" with keys {sorted(sample)}" if isinstance(sample, Mapping) else "")
             )
-        extra = set(sample) - self._allowed_keys
-        if extra:
+        if not self._allowed_keys.issuperset(sample):
+            extra = set(sample) - self._allowed_keys
             raise SampleError(
                 f"sample {key!r} carries {sorted(extra)}, which the spec does not declare; "
                 f"declare them under 'targets' in the spec (accepted now: {sorted(self._allowed_keys)})"

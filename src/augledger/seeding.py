@@ -10,11 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from json.encoder import encode_basestring  # json.dumps's own str encoder for ensure_ascii=False
 from typing import Any
 
 import numpy as np
 
-__all__ = ["SEEDING_VERSION", "SampleGenerators", "generators_for", "seed_for"]
+__all__ = ["SEEDING_VERSION", "SampleGenerators", "SeedDeriver", "generators_for", "seed_for"]
 
 #: Bumped only if the derivation below changes; it is part of every fingerprint.
 SEEDING_VERSION = "v1"
@@ -51,6 +52,36 @@ def seed_for(fingerprint: str, *, seed: int, epoch: int, key: str) -> int:
         raise TypeError(f"seed and epoch must be ints; got seed={seed!r}, epoch={epoch!r}")
     payload = json.dumps([_DOMAIN, fingerprint, seed, epoch, key], ensure_ascii=False).encode("utf-8")
     return int.from_bytes(hashlib.blake2b(payload, digest_size=16).digest(), "little")
+
+
+class SeedDeriver:
+    """:func:`seed_for` with the fingerprint and run seed fixed: the same values at about a third of the cost.
+
+    The JSON payload's prefix (domain, fingerprint, seed) is hashed once; each call copies that
+    BLAKE2b state and feeds it only the epoch and the key, encoded exactly as ``json.dumps`` does.
+    Tests check equality with :func:`seed_for` on arbitrary keys.
+    """
+
+    __slots__ = ("_prefix", "fingerprint", "seed")
+
+    def __init__(self, fingerprint: str, seed: int) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not isinstance(fingerprint, str):
+            raise TypeError(f"fingerprint must be a str and seed an int; got {fingerprint!r}, {seed!r}")
+        self.fingerprint = fingerprint
+        self.seed = seed
+        head = json.dumps([_DOMAIN, fingerprint, seed], ensure_ascii=False)
+        self._prefix = hashlib.blake2b(head[:-1].encode("utf-8") + b", ", digest_size=16)
+
+    def __call__(self, *, epoch: int, key: str) -> int:
+        if type(key) is not str:
+            if not isinstance(key, str):
+                raise TypeError(f"key must be a str (a stable sample identity such as a relative path); got {key!r}")
+            key = str.__str__(key)
+        if isinstance(epoch, bool) or not isinstance(epoch, int):
+            raise TypeError(f"epoch must be an int; got epoch={epoch!r}")
+        h = self._prefix.copy()
+        h.update(f"{int.__repr__(epoch)}, {encode_basestring(key)}]".encode())
+        return int.from_bytes(h.digest(), "little")
 
 
 def _pcg64_state(sample_seed: int) -> Any:
