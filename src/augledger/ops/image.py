@@ -114,7 +114,14 @@ def backend_versions() -> dict[str, str]:
     import albucore
     import cv2
 
-    return {"albumentations": A.__version__, "albucore": albucore.__version__, "opencv": cv2.__version__}
+    versions = {"albumentations": A.__version__, "albucore": albucore.__version__, "opencv": cv2.__version__}
+    try:  # bulk runs decode files with Pillow (the image extra installs it)
+        import PIL
+
+        versions["pillow"] = PIL.__version__
+    except ImportError:  # pragma: no cover - only without the image extra's Pillow
+        pass
+    return versions
 
 
 def canonical_op_name(name: str, *, location: str) -> str:

@@ -342,6 +342,16 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
 # -- run state, resume and finalisation --------------------------------------------------------------
 
 
+def _import_ledger_backend() -> None:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet
+
+        pa.array([""], type=pa.string())  # the first conversion imports pandas when it is installed
+    except Exception:  # pragma: no cover - write_ledger reports a missing pyarrow itself
+        log.debug("pre-importing the ledger backend failed", exc_info=True)
+
+
 def _identity(pipe: Pipeline, options: RunOptions) -> dict[str, Any]:
     return {"fingerprint": pipe.fingerprint, "seed": pipe.seed, "options": options.identity()}
 
@@ -533,6 +543,9 @@ def materialize(
                 yield _Task(key, todo, original, ann.get(key))
 
     job = _Job(pipeline, str(src.root), str(write_root), options)
+    # The ledger writer's imports (pyarrow, which pulls in pandas when installed) take ~0.5 s; they
+    # load on another thread while the samples are processed, not after the last one.
+    threading.Thread(target=_import_ledger_backend, name="augledger-ledger-import", daemon=True).start()
     n_done = len(done)
     with journal_path.open("a", encoding="utf-8") as jf:
         for rows in _execute(job, tasks()):
