@@ -344,10 +344,8 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
 
 def _import_ledger_backend() -> None:
     try:
-        import pyarrow as pa
-        import pyarrow.parquet
-
-        pa.array([""], type=pa.string())  # the first conversion imports pandas when it is installed
+        import pyarrow.json
+        import pyarrow.parquet  # noqa: F401
     except Exception:  # pragma: no cover - write_ledger reports a missing pyarrow itself
         log.debug("pre-importing the ledger backend failed", exc_info=True)
 
@@ -543,8 +541,8 @@ def materialize(
                 yield _Task(key, todo, original, ann.get(key))
 
     job = _Job(pipeline, str(src.root), str(write_root), options)
-    # The ledger writer's imports (pyarrow, which pulls in pandas when installed) take ~0.5 s; they
-    # load on another thread while the samples are processed, not after the last one.
+    # The ledger writer's imports (pyarrow) take ~0.3 s; they load on another thread while the
+    # samples are processed, not after the last one.
     threading.Thread(target=_import_ledger_backend, name="augledger-ledger-import", daemon=True).start()
     n_done = len(done)
     with journal_path.open("a", encoding="utf-8") as jf:
