@@ -154,40 +154,51 @@ app.add_typer(ledger_app, name="ledger")
 
 
 class _Progress:
-    """A rich progress bar on a terminal; a log line every 10 s (or 10%) otherwise."""
+    """A rich progress bar (rate, ETA) on a terminal; a log line every 10 s (or 10%) otherwise."""
 
     def __init__(self, label: str) -> None:
         self.label = label
         self.tty = sys.stderr.isatty()
         self._bar: Any = None
         self._task: Any = None
+        self._start = 0.0
+        self._first = -1
         self._last = 0.0
         self._last_fraction = 0.0
 
     def __enter__(self) -> _Progress:
+        import time
+
+        self._start = time.monotonic()
         if self.tty:
             from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
             self._bar = Progress(
                 TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("[progress.percentage]{task.percentage:>3.0f}%"),
-                TimeRemainingColumn(), console=err_console,
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
             )
             self._bar.__enter__()
-            self._task = self._bar.add_task(self.label, total=None)
+            self._task = self._bar.add_task(self.label, total=None, rate="")
         return self
 
     def __call__(self, done: int, total: int) -> None:
         import time
 
-        if self._bar is not None:
-            self._bar.update(self._task, completed=done, total=total)
-            return
         now = time.monotonic()
+        if self._first < 0:
+            self._first = done  # outputs a resumed run found complete do not count toward the rate
+        elapsed = now - self._start
+        rate = (done - self._first) / elapsed if elapsed > 0 else 0.0
+        if self._bar is not None:
+            self._bar.update(self._task, completed=done, total=total, rate=f"{rate:.1f}/s")
+            return
         fraction = done / total if total else 1.0
         if now - self._last >= 10 or fraction - self._last_fraction >= 0.1 or done == total:
             self._last, self._last_fraction = now, fraction
-            err_console.print(f"{self.label}: {done}/{total} outputs ({100 * fraction:.0f}%)", highlight=False)
+            eta = f", ETA {(total - done) / rate:.0f}s" if rate > 0 and done < total else ""
+            err_console.print(f"{self.label}: {done}/{total} outputs ({100 * fraction:.0f}%), {rate:.1f}/s{eta}",
+                              highlight=False)
 
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
