@@ -85,3 +85,17 @@ def test_preview_writes_a_deterministic_grid(spec_file: Path, tmp_path: Path, as
 def test_missing_extra_hint_is_documented() -> None:
     out = cli("--help")
     assert out.returncode == 0 and "spec" in out.stdout and "preview" in out.stdout
+
+
+def test_cli_does_not_import_torch(spec_file: Path) -> None:
+    """Albumentations imports torch (~2 s) when it is installed; the CLI needs neither."""
+    code = (
+        "import sys; from augledger.cli import main\n"
+        f"sys.argv = ['augledger', 'spec', 'hash', {str(spec_file)!r}]\n"
+        "try:\n    main()\nexcept SystemExit:\n    pass\n"
+        "assert 'albumentations' in sys.modules and 'torch' not in sys.modules, 'torch imported'\n"
+    )
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("sha256:")

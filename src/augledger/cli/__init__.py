@@ -13,6 +13,11 @@ __all__ = ["main"]
 
 def main() -> None:
     """Entry point of the ``augledger`` script."""
+    if "torch" not in sys.modules:
+        # Albumentations' __init__ imports its tensor conversion (and with it torch, ~2 s) whenever
+        # torch is installed, inside ``suppress(ImportError)``. The CLI never converts to tensors:
+        # marking the subpackage absent in this process halves every command's start-up.
+        sys.modules.setdefault("albumentations.pytorch", None)  # type: ignore[arg-type]
     try:
         from augledger.cli._app import app
     except ImportError as exc:  # typer or rich missing
