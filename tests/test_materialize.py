@@ -160,7 +160,7 @@ def test_foreign_fingerprint_seed_or_options_are_refused(pipe: augledger.Pipelin
     reseeded = augledger.compile(augledger.parse_spec({**SPEC, "seed": 8}))
     with pytest.raises(FingerprintConflict, match=r"seed: folder has 7, this run 8"):
         materialize(reseeded, source, out, options=RunOptions(copies=1))
-    with pytest.raises(FingerprintConflict, match=r"options"):
+    with pytest.raises(FingerprintConflict, match=r"\(copies: folder has 1, this run 2\)"):
         materialize(pipe, source, out, options=RunOptions(copies=2))
     stranger = tmp_path / "stranger"
     stranger.mkdir()
@@ -354,3 +354,25 @@ def test_webdataset_shards_read_by_webdataset_and_tarfile(pipe: augledger.Pipeli
         assert names[:2] == ["class0/0000%2Ejpg__c0.png", "class0/0000%2Ejpg__c0.json"]
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
     assert verify(tmp_path / "a").ok
+
+
+def test_out_inside_source_is_refused(pipe: augledger.Pipeline, source: Path) -> None:
+    with pytest.raises(SourceError, match=r"is inside --source .*Choose an --out outside the source folder"):
+        materialize(pipe, source, source / "augmented")
+    with pytest.raises(SourceError, match=r"is inside --source"):
+        materialize(pipe, source, source)
+
+
+def test_an_op_failing_on_one_image_quarantines_it(source: Path, tmp_path: Path) -> None:
+    """A crop larger than some images: those are quarantined with the backend's reason, the rest made."""
+    from PIL import Image
+
+    Image.fromarray(np.full((80, 80, 3), 120, np.uint8)).save(source / "big.png")
+    crop = augledger.compile(augledger.parse_spec({"schema": 1, "name": "crop", "ops": [{"op": "RandomCrop", "params": {"height": 72, "width": 72}}]}))
+    result = materialize(crop, source, tmp_path / "o", options=RunOptions(copies=1, workers=2))
+    assert result.exit_code == EXIT_QUARANTINED
+    rows = {r["key"]: r for r in read_ledger(tmp_path / "o").rows()}
+    assert rows["big.png"]["status"] == "ok"
+    bad = [r for r in rows.values() if r["status"] != "ok"]
+    assert bad and len(bad) == len(rows) - 1
+    assert all(r["error"].startswith("augment: ") and "CropSizeError" in r["error"] for r in bad), bad[0]["error"]

@@ -165,6 +165,15 @@ def test_composition_rules() -> None:
         augledger.compile(augledger.parse_spec(nested))
 
 
+def test_non_finite_numbers_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "nan.yaml"
+    path.write_text("schema: 1\nname: n\nops:\n  - {op: Affine, params: {rotate: .nan}}\n")
+    with pytest.raises(ParamError, match=r"ops\[0\]\.params\.rotate: expected a finite number; got nan"):
+        augledger.load_spec(path)
+    with pytest.raises(ParamError, match=r"ops\[0\]\.params\.scale\[1\]: expected a finite number; got inf"):
+        augledger.parse_spec({"schema": 1, "name": "n", "ops": [{"op": "Affine", "params": {"scale": [1, float("inf")]}}]})
+
+
 def test_unsafe_yaml_tags_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.yaml"
     path.write_text('schema: 1\nname: !!python/object/apply:os.system ["echo pwned"]\nops: [{op: Blur}]\n')

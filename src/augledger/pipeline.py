@@ -177,8 +177,9 @@ class Pipeline:
         compose.set_random_state(*generators.reseed(sample_seed))
         try:
             out = compose(**({**sample, **dict.fromkeys(filled, ())} if filled else sample))
-        except (ValueError, TypeError, KeyError, IndexError) as exc:
-            raise SampleError(f"sample {key!r} (epoch {epoch}) could not be augmented: {exc}") from exc
+        except Exception as exc:  # any backend failure on this sample (e.g. a crop larger than the image)
+            detail = str(exc) if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: {exc}"
+            raise SampleError(f"sample {key!r} (epoch {epoch}) could not be augmented: {detail}") from exc
         for name in filled:
             out.pop(name, None)
         record = Record(

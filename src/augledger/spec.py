@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -28,7 +29,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from augledger._canonical import canonical_json, sha256_hex
-from augledger.errors import SpecError
+from augledger.errors import ParamError, SpecError
 
 __all__ = [
     "SPLITS",
@@ -200,10 +201,23 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "") -> PipelineSpec:
             f"a spec must be a mapping with keys schema, name, ops, ...; got {type(data).__name__}"
             f"{f' in {source}' if source else ''}"
         )
+    _reject_non_finite(data, "")
     try:
         return PipelineSpec.model_validate(dict(data))
     except ValidationError as exc:
         raise _spec_error(exc, source) from None
+
+
+def _reject_non_finite(value: Any, location: str) -> None:
+    """NaN and infinities have no canonical JSON form, so they can neither be hashed nor recorded."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ParamError(f"expected a finite number; got {value!r}. Use a finite bound instead", location=location)
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            _reject_non_finite(v, f"{location}.{k}" if location else str(k))
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            _reject_non_finite(v, f"{location}[{i}]")
 
 
 class _StrictSafeLoader(yaml.SafeLoader):

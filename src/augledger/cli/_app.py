@@ -92,7 +92,11 @@ def spec_resolve(spec: SpecArg) -> None:
 @spec_app.command("diff")
 @handle_errors
 def spec_diff(a: SpecArg, b: SpecArg, as_json: JsonOpt = False) -> None:
-    """Param-level diff of two resolved specs. Exit 0 if they mean the same, 1 if they differ."""
+    """Param-level diff of two resolved specs.
+
+    Exit 0 if the resolved specs are identical, 1 if anything differs (name, description and seed
+    included); the last line says whether the differences change the fingerprint.
+    """
     from augledger.spec import UNHASHED_FIELDS, diff_resolved
 
     pa, pb = _compile(a), _compile(b)
@@ -320,12 +324,17 @@ def ledger_show(
 
     ledger = read_ledger(path)
     rows = ledger.find(key) if key is not None else ledger.rows()[:limit]
+    if key is not None and not rows:
+        from augledger.errors import LedgerError
+
+        raise LedgerError(f"no rows for key {key!r} in this ledger; keys are paths relative to the source "
+                          "(list them with `augledger ledger show` without a key)")
     if as_json:
         for row in rows:
             typer.echo(json.dumps(row, sort_keys=True))
         return
     console.print(f"ledger of {ledger.fingerprint[:19]}… ({ledger.header.get('kind', '?')}, seed "
-                  f"{ledger.header.get('seed')}): {len(ledger)} rows", highlight=False)
+                  f"{ledger.header.get('seed')}): {len(rows)} of {len(ledger)} rows shown", highlight=False)
     # Offline runs index outputs by copy; an online ledger by training epoch (the same seeding input).
     table = Table("key", "epoch" if ledger.header.get("kind") == "online" else "copy", "status", "ops / error",
                   show_lines=False)

@@ -254,9 +254,14 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
         try:
             encoded, result, mask_bytes = augment_one(job, sample, key, epoch)
         except SampleError as exc:
-            message = str(exc.__cause__ or exc)
-            log.warning("quarantined %s copy %d: annotation: %s", key, epoch, message)
-            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"annotation: {message}",
+            cause = exc.__cause__
+            message = str(cause or exc) if isinstance(cause, (ValueError, TypeError)) else str(exc)
+            # Boxes/points the backend rejects are the annotation's fault; anything else (e.g. a crop
+            # larger than this image) is the op's failure on this sample.
+            annotated = any(len(sample.get(k) or ()) for k in ("bboxes", "keypoints")) or "mask" in sample
+            reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
+            log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
+            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"{reason}: {message}",
                              source_digest=src))
             continue
         except Quarantined as q:
@@ -360,7 +365,15 @@ def _claim_folder(out: Path, identity: dict[str, Any]) -> None:
         held = json.loads(state.read_text())
         if held != identity:
             diffs = [
-                f"{k}: folder has {held.get(k)!r}, this run {identity[k]!r}" for k in identity if held.get(k) != identity[k]
+                f"{k}: folder has {held.get(k)!r}, this run {identity[k]!r}"
+                for k in identity
+                if k != "options" and held.get(k) != identity[k]
+            ]
+            held_options, options_now = held.get("options") or {}, identity["options"]
+            diffs += [
+                f"{name}: folder has {held_options.get(name)!r}, this run {options_now.get(name)!r}"
+                for name in sorted(set(held_options) | set(options_now))
+                if held_options.get(name) != options_now.get(name)
             ]
             raise FingerprintConflict(
                 f"{str(out)!r} holds a dataset made by another pipeline version or options ({'; '.join(diffs)}). "
@@ -505,6 +518,11 @@ def materialize(
     t0 = time.perf_counter()
     src = FolderSource(Path(source).resolve())
     out = Path(out).resolve()
+    if out == src.root or src.root in out.parents:
+        raise SourceError(
+            f"--out {str(out)!r} is inside --source {str(src.root)!r}: a later run would read the outputs "
+            "as inputs. Choose an --out outside the source folder."
+        )
     targets = pipeline.resolved_targets
     ann = load_annotations(Path(annotations), label_fields=label_fields(targets)) if annotations else {}
     _check_annotations_fit(ann, targets)
