@@ -133,6 +133,7 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> Non
 
     resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
+    assert "output(s) were already complete and verified" in resumed.stdout, resumed.stdout
     assert tree_digests(out) == tree_digests(tmp_path / "clean")
     assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
@@ -148,6 +149,7 @@ def test_resume_redoes_deleted_and_tampered_outputs(pipe: augledger.Pipeline, so
     (victims[2].parent / f".{victims[2].name}.tmp-999").write_bytes(b"half a file")
     again = materialize(pipe, source, out, options=RunOptions(copies=2, workers=2))
     assert again.exit_code == 0
+    assert again.reused == again.manifest["counts"]["outputs"] - 2  # the deleted and the tampered one
     assert tree_digests(out) == before
 
 
@@ -349,6 +351,11 @@ def test_webdataset_shards_read_by_webdataset_and_tarfile(pipe: augledger.Pipeli
     assert first["__key__"] == wds_key(meta["key"], meta["epoch"]) == "class0/0000%2Ejpg__c0"
     rows = {(r["key"], r["epoch"]): r for r in read_ledger(tmp_path / "a").rows()}
     assert "sha256:" + hashlib.sha256(first["png"]).hexdigest() == rows[(meta["key"], meta["epoch"])]["output_digest"]
+    for row in rows.values():  # the ledger points at the member that holds each output
+        shard, member = row["output_path"].split("#")
+        with tarfile.open(tmp_path / "a" / shard) as tar:
+            data = tar.extractfile(member).read()  # type: ignore[union-attr]
+        assert "sha256:" + hashlib.sha256(data).hexdigest() == row["output_digest"]
     with tarfile.open(shards[0]) as tar:
         names = tar.getnames()
         assert names[:2] == ["class0/0000%2Ejpg__c0.png", "class0/0000%2Ejpg__c0.json"]

@@ -99,7 +99,7 @@ class OpSpec(_Strict):
     """
 
     op: str = Field(min_length=1)
-    p: float | None = Field(default=None, ge=0.0, le=1.0)
+    p: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     params: dict[str, Any] = Field(default_factory=dict)
     ops: tuple[OpSpec, ...] | None = None
 

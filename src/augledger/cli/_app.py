@@ -28,7 +28,7 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-SpecArg = Annotated[Path, typer.Argument(help="Pipeline spec (.yaml, .yml or .json).", show_default=False)]
+SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Pipeline spec (.yaml, .yml or .json).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -128,9 +128,9 @@ def spec_schema() -> None:
 @handle_errors
 def preview(
     spec: SpecArg,
-    image: Annotated[Path, typer.Argument(help="An image file to augment.", show_default=False)],
+    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="An image file to augment.", show_default=False)],
     n: Annotated[int, typer.Option("-n", min=1, max=256, help="Number of variants (epochs 0..n-1).")] = 16,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the PNG contact sheet.")] = Path("grid.png"),
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the contact sheet (.png or .jpg).")] = Path("grid.png"),
     key: Annotated[str | None, typer.Option(help="Sample key (default: the file name).")] = None,
     tile: Annotated[int, typer.Option(min=32, max=1024, help="Tile size in pixels.")] = 192,
 ) -> None:
@@ -138,6 +138,9 @@ def preview(
     from augledger.report.grid import preview_grid
     from augledger.run.imageio import Quarantined, encode_image, read_image
 
+    fmt = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}.get(out.suffix.lower())
+    if fmt is None:
+        raise typer.BadParameter(f"must end in .png, .jpg or .jpeg; got {out.name!r}", param_hint="-o")
     pipe = _compile(spec)
     try:
         decoded = read_image(str(image))
@@ -147,7 +150,7 @@ def preview(
         raise AugLedgerError(f"cannot use {str(image)!r} ({exc.reason}): {exc}") from None
     grid = preview_grid(pipe, {"image": decoded.image}, key=key or image.name, n=n, tile=tile)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(encode_image(grid, "png"))
+    out.write_bytes(encode_image(grid, fmt))
     console.print(f"wrote {out} ({n} variants of {image.name}, pipeline {pipe.fingerprint[:19]}…)")
 
 
@@ -217,7 +220,7 @@ def run(
     out: Annotated[Path, typer.Option("--out", help="Output folder (new, empty, or one to resume).")],
     copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (copy c uses epoch c).")] = 1,
     workers: Annotated[int, typer.Option(min=1, help="Worker processes; outputs do not depend on it.")] = 1,
-    include_original: Annotated[bool, typer.Option(help="Also store each source file unchanged.")] = False,
+    include_original: Annotated[bool, typer.Option("--include-original", help="Also store each source file unchanged.")] = False,
     fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
     image_format: Annotated[str, typer.Option(help="Encoding of augmented images: png or jpg.")] = "png",
     annotations: Annotated[Path | None, typer.Option(help="CSV/JSONL of labels, bboxes, keypoints, masks.")] = None,
@@ -247,11 +250,15 @@ def run(
                              command=["augledger", *sys.argv[1:]])
     m = result.manifest
     if as_json:
-        typer.echo(json.dumps({k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined", "seconds")}))
+        typer.echo(json.dumps({**{k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined", "seconds")},
+                               "reused": result.reused}))
     else:
         c = m["counts"]
         console.print(f"[bold]{out}[/]: {c['ok']} outputs from {m['source']['images']} images in {m['seconds']:.1f}s, "
                       f"pipeline {m['fingerprint'][:19]}…, seed {m['seed']}", highlight=False)
+        if result.reused:
+            console.print(f"resumed: {result.reused} output(s) were already complete and verified; "
+                          f"{c['outputs'] - result.reused} made now", highlight=False)
         if result.quarantined:
             console.print(f"[yellow]{c['quarantined_keys']} sample(s) quarantined[/] ({c['quarantined']} outputs):")
             seen = set()
@@ -265,7 +272,7 @@ def run(
 @app.command("verify")
 @handle_errors
 def verify_cmd(
-    out: Annotated[Path, typer.Argument(help="Output folder of `augledger run`.", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder of `augledger run`.", show_default=False)],
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Check N outputs (deterministic spread).")] = None,
     source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
     as_json: JsonOpt = False,
@@ -292,8 +299,8 @@ def verify_cmd(
 @app.command("replay")
 @handle_errors
 def replay_cmd(
-    out: Annotated[Path, typer.Argument(help="Output folder of `augledger run`.", show_default=False)],
-    key: Annotated[str, typer.Argument(help="Sample key (path relative to the source).", show_default=False)],
+    out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder of `augledger run`.", show_default=False)],
+    key: Annotated[str, typer.Argument(metavar="KEY", help="Sample key (path relative to the source).", show_default=False)],
     copy: Annotated[int, typer.Option("--copy", "--epoch", help="Copy index (-1: the original).")] = 0,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reproduced file here.")] = None,
     source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
@@ -312,8 +319,8 @@ def replay_cmd(
 @ledger_app.command("show")
 @handle_errors
 def ledger_show(
-    path: Annotated[Path, typer.Argument(help="Output folder or ledger .parquet file.", show_default=False)],
-    key: Annotated[str | None, typer.Argument(help="Only this sample key.")] = None,
+    path: Annotated[Path, typer.Argument(metavar="PATH", help="Output folder, online ledger folder or ledger .parquet file.", show_default=False)],
+    key: Annotated[str | None, typer.Argument(metavar="KEY", help="Only this sample key.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 50,
     as_json: JsonOpt = False,
 ) -> None:

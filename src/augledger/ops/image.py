@@ -169,7 +169,12 @@ def _build_leaf(A: Any, bare: str, p: float, params: Mapping[str, Any], *, locat
     for field in params:
         if field not in known:
             close = difflib.get_close_matches(field, list(known), n=1)
-            hint = f"did you mean {close[0]!r}?" if close else f"accepted params: {', '.join(sorted(known))}"
+            if field == "p":
+                hint = "the probability is set beside 'op', not under params: {op: " + bare + ", p: 0.5}"
+            elif close:
+                hint = f"did you mean {close[0]!r}?"
+            else:
+                hint = f"accepted params: {', '.join(sorted(known)) or '(none)'}"
             raise ParamError(f"unknown param for {bare}; {hint}", location=f"{location}.params.{field}")
     missing = [k for k, v in known.items() if v.default is inspect.Parameter.empty and k not in params]
     if missing:

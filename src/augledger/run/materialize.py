@@ -104,6 +104,8 @@ class RunResult:
     out: Path
     manifest: dict[str, Any]
     quarantined: list[dict[str, Any]] = field(default_factory=list)
+    #: Outputs a previous, interrupted or finished run had already made and that still verified.
+    reused: int = 0
 
     @property
     def exit_code(self) -> int:
@@ -430,13 +432,19 @@ def _still_valid(row: Mapping[str, Any], source: FolderSource, write_root: Path,
         return False
 
 
-def _pack_shards(rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, options: RunOptions) -> list[dict[str, Any]]:
-    """Write ok outputs to tar shards in (key, epoch) order, with fixed metadata so bytes are stable."""
+def _pack_shards(
+    rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, options: RunOptions
+) -> tuple[list[dict[str, Any]], dict[tuple[str, int], str]]:
+    """Write ok outputs to tar shards in (key, epoch) order, with fixed metadata so bytes are stable.
+
+    Returns the shard list for the manifest and, per output, its location ``shards/<name>.tar#<member>``.
+    """
     shard_dir = out / "shards"
     if shard_dir.exists():
         shutil.rmtree(shard_dir)
     shard_dir.mkdir(parents=True)
     shards: list[dict[str, Any]] = []
+    locations: dict[tuple[str, int], str] = {}
     tar: tarfile.TarFile | None = None
     tmp: Path | None = None
     count = size = 0
@@ -474,6 +482,7 @@ def _pack_shards(rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, op
         ext = Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH else options.image_format
         meta = {"key": key, "epoch": epoch, "seed": row["seed"], "targets": json.loads(row["targets"] or "null")}
         add(f"{base}.{ext}", image)
+        locations[(key, epoch)] = f"shards/shard-{len(shards):06d}.tar#{base}.{ext}"
         add(f"{base}.json", canonical_json(meta))
         size += len(image)
         mask = meta["targets"].get("mask") if meta["targets"] else None
@@ -481,7 +490,7 @@ def _pack_shards(rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, op
             add(f"{base}.mask.png", (staging / mask).read_bytes())
         count += 1
     close()
-    return shards
+    return shards, locations
 
 
 def materialize(
@@ -548,8 +557,9 @@ def materialize(
         for pair, row in journal.items()
         if pair in expected_set and _still_valid(row, src, write_root, digest_cache)
     }
+    reused = len(done)
     if journal:
-        log.info("resuming: %d of %d outputs already complete and verified", len(done), len(expected))
+        log.info("resuming: %d of %d outputs already complete and verified", reused, len(expected))
 
     def tasks() -> Iterator[_Task]:
         for key in keys:
@@ -589,8 +599,12 @@ def materialize(
         "env": EnvStamp.current().to_dict(),
         "options": options.identity(),
     }
+    shards: list[dict[str, Any]] = []
+    if options.format == "webdataset":
+        shards, locations = _pack_shards(rows, write_root, out, options)
+        # The ledger points into the shards; the journal keeps the staging paths resume needs.
+        rows = [{**r, "output_path": locations[(r["key"], r["epoch"])]} if r["status"] == "ok" else r for r in rows]
     write_ledger(rows, out / "ledger.parquet", header)
-    shards = _pack_shards(rows, write_root, out, options) if options.format == "webdataset" else []
     quarantined = [{"key": r["key"], "epoch": r["epoch"], "error": r["error"]} for r in rows if r["status"] != "ok"]
     source_pairs = sorted({(r["key"], r["source_digest"]) for r in rows if r["source_digest"]})
     counts = {
@@ -632,7 +646,7 @@ def materialize(
     log.info(
         "run done: %d outputs, %d quarantined, %.1fs", counts["ok"], len(quarantined), manifest["seconds"]
     )
-    return RunResult(out, manifest, quarantined)
+    return RunResult(out, manifest, quarantined, reused=reused)
 
 
 def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
