@@ -99,3 +99,15 @@ def test_cli_does_not_import_torch(spec_file: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("sha256:")
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """`make demo`: materialise, verify, preview and ledger on scikit-image photos, through the CLI."""
+    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
+    out = subprocess.run([sys.executable, str(demo), "--out", str(tmp_path / "d"), "--copies", "1"],
+                         capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "verified: 120 output(s)" in out.stdout  # 60 good images: one copy and the original each
+    assert "quarantined  broken/truncated.jpg: truncated:" in out.stdout
+    assert (tmp_path / "d" / "preview.png").stat().st_size > 10_000
