@@ -147,7 +147,12 @@ class Pipeline:
         if state is None:
             from augledger.ops.image import build_compose
 
-            state = (build_compose(self._resolved["ops"], self._resolved["targets"]), SampleGenerators())
+            compose, generators = build_compose(self._resolved["ops"], self._resolved["targets"]), SampleGenerators()
+            # Installed once: every transform keeps references to these two generator objects, and
+            # apply() re-seeds them in place before each call (propagating them again would cost
+            # ~15 µs per call for nothing).
+            compose.set_random_state(generators.numpy, generators.python)
+            state = (compose, generators)
             self._local.state = state
         return state
 
@@ -168,13 +173,15 @@ class Pipeline:
             modified.
 
         Raises:
-            SampleError: the sample lacks an image or carries a target the spec does not declare.
+            SampleError: the sample lacks an image, carries a target the spec does not declare, or
+                the backend fails on it (an annotation out of bounds, a crop larger than the image);
+                the backend's exception is the ``__cause__``.
         """
         self._check_sample(sample, key)
         filled = self._fill_optional_targets(sample, key) if self._optional_targets else ()
         sample_seed = self._derive_seed(epoch=epoch, key=key)
         compose, generators = self._thread_state()
-        compose.set_random_state(*generators.reseed(sample_seed))
+        generators.reseed(sample_seed)
         try:
             out = compose(**({**sample, **dict.fromkeys(filled, ())} if filled else sample))
         except Exception as exc:  # any backend failure on this sample (e.g. a crop larger than the image)

@@ -319,6 +319,7 @@ def _chunks(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
 def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]]:
     """Yield the rows of each task (or chunk of tasks) as workers finish them, in any order."""
     if job.options.workers == 1:
+        _preload_ledger_backend()
         for task in tasks:
             yield _process(job, task)
         return
@@ -339,6 +340,7 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
 
     try:
         with mp.get_context(method).Pool(job.options.workers, initializer=_init_worker, initargs=(job,)) as pool:
+            _preload_ledger_backend()  # only once the workers exist: never fork while a thread imports
             for rows in pool.imap_unordered(_process_chunk, gated()):
                 window.release()
                 yield rows
@@ -347,6 +349,11 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
 
 
 # -- run state, resume and finalisation --------------------------------------------------------------
+
+
+def _preload_ledger_backend() -> None:
+    """Import the ledger writer's backend (pyarrow, ~0.3 s) on a thread while samples are processed."""
+    threading.Thread(target=_import_ledger_backend, name="augledger-ledger-import", daemon=True).start()
 
 
 def _import_ledger_backend() -> None:
@@ -569,9 +576,6 @@ def materialize(
                 yield _Task(key, todo, original, ann.get(key))
 
     job = _Job(pipeline, str(src.root), str(write_root), options)
-    # The ledger writer's imports (pyarrow) take ~0.3 s; they load on another thread while the
-    # samples are processed, not after the last one.
-    threading.Thread(target=_import_ledger_backend, name="augledger-ledger-import", daemon=True).start()
     n_done = len(done)
     with journal_path.open("a", encoding="utf-8") as jf:
         for rows in _execute(job, tasks()):
