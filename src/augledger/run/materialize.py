@@ -50,7 +50,7 @@ from augledger.env import EnvStamp
 from augledger.errors import FingerprintConflict, LedgerError, SampleError, SourceError
 from augledger.ledger import write_ledger
 from augledger.pipeline import Pipeline
-from augledger.record import _plain
+from augledger.record import Record, _plain
 from augledger.run.imageio import DEFAULT_MAX_PIXELS, Quarantined, decode_image, encode_image
 from augledger.run.sources import Annotation, FolderSource, digest_of_sources, file_digest, load_annotations
 
@@ -278,7 +278,7 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
         _atomic_write(Path(job.write_root, rel), encoded)
         rows.append(_row(
             key, epoch, result.record.seed,
-            ops=canonical_json(list(result.record.ops)).decode(),
+            ops=result.record,  # a Record until _finish_rows: converted to JSON with the rest of its chunk
             targets=_targets_json(result.sample, task.annotation, mask_rel),
             source_digest=src, output_path=rel, output_digest=file_digest(encoded), note=note,
         ))
@@ -297,12 +297,26 @@ def _init_worker(job: _Job) -> None:
     _WORKER_JOB = job
 
 
-def _process_chunk(tasks: list[_Task]) -> list[dict[str, Any]]:
-    assert _WORKER_JOB is not None, "worker used before _init_worker"
+def _run_chunk(job: _Job, tasks: Sequence[_Task]) -> list[dict[str, Any]]:
+    """Process a few tasks, then do their rows' bookkeeping together.
+
+    Converting the applied params of a handful of records in one go, after the pixel work, costs
+    much less than interleaving each conversion with image processing that has just flushed the
+    CPU caches.
+    """
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        rows.extend(_process(_WORKER_JOB, task))
+        rows.extend(_process(job, task))
+    for row in rows:
+        record = row["ops"]
+        if isinstance(record, Record):
+            row["ops"] = canonical_json(list(record.ops)).decode()
     return rows
+
+
+def _process_chunk(tasks: list[_Task]) -> list[dict[str, Any]]:
+    assert _WORKER_JOB is not None, "worker used before _init_worker"
+    return _run_chunk(_WORKER_JOB, tasks)
 
 
 def _chunks(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
@@ -320,8 +334,8 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
     """Yield the rows of each task (or chunk of tasks) as workers finish them, in any order."""
     if job.options.workers == 1:
         _preload_ledger_backend()
-        for task in tasks:
-            yield _process(job, task)
+        for chunk in _chunks(tasks, job.options.chunk_size):
+            yield _run_chunk(job, chunk)
         return
     import cv2
 
