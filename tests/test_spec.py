@@ -199,6 +199,16 @@ def test_missing_file_and_non_mapping() -> None:
         augledger.load_spec("- a\n- b\n")
 
 
+def test_spec_files_must_be_yaml_or_json(tmp_path: Path) -> None:
+    path = tmp_path / "aug.txt"
+    path.write_text("schema: 1\nname: t\nops: [{op: Blur}]\n")
+    with pytest.raises(SpecError, match=r"must end in \.yaml, \.yml or \.json; got '\.txt'"):
+        augledger.load_spec(path)
+    upper = tmp_path / "AUG.YML"
+    upper.write_text(path.read_text())
+    assert augledger.load_spec(upper).name == "t"
+
+
 def test_schema_version_is_required() -> None:
     with pytest.raises(SpecError, match=r"schema: required key is missing"):
         augledger.parse_spec({"name": "t", "ops": [{"op": "Blur"}]})

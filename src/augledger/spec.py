@@ -286,8 +286,13 @@ def load_spec(path_or_text: str | Path, /) -> PipelineSpec:
         path = Path(path_or_text)
         if not path.is_file():
             raise SpecError(f"spec file {str(path)!r} does not exist; check the path")
+        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+            raise SpecError(
+                f"spec file {str(path)!r} must end in .yaml, .yml or .json; got {path.suffix!r}. "
+                "Rename it (a spec is YAML or JSON data)"
+            )
         text = path.read_text(encoding="utf-8")
-        return parse_spec(_load_text(text, source=str(path), as_json=path.suffix == ".json"), source=str(path))
+        return parse_spec(_load_text(text, source=str(path), as_json=path.suffix.lower() == ".json"), source=str(path))
     return parse_spec(_load_text(str(path_or_text), source="", as_json=False))
 
 
