@@ -32,48 +32,19 @@ import albumentations as A
 import cv2
 import numpy as np
 import torch
+from _pipeline import photo_variants, plain_compose, spec
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 import augledger
 from augledger.ledger import read_ledger
 from augledger.torch import AugmentedDataset, EpochSampler, OnlineLedger
 
-OPS: list[dict[str, Any]] = [
-    {"op": "HorizontalFlip", "p": 0.5},
-    {"op": "Affine", "p": 0.5, "params": {"rotate": [-15, 15], "scale": [0.9, 1.1]}},
-    {"op": "RandomBrightnessContrast", "p": 0.5},
-    {"op": "GaussianBlur", "p": 0.5},
-    {"op": "CoarseDropout", "p": 0.5},
-    {"op": "RGBShift", "p": 0.5},
-    {"op": "ColorJitter", "p": 0.5},
-    {"op": "RandomResizedCrop", "p": 1.0, "params": {"size": [0, 0]}},  # size set per resolution
-]
-
-
-def plain_compose(size: int) -> A.Compose:
-    """The same transforms, written the way a plain Albumentations user writes them."""
-    return A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5),
-            A.RandomBrightnessContrast(p=0.5),
-            A.GaussianBlur(p=0.5),
-            A.CoarseDropout(p=0.5),
-            A.RGBShift(p=0.5),
-            A.ColorJitter(p=0.5),
-            A.RandomResizedCrop(size=(size, size), p=1.0),
-        ]
-    )
-
 
 class Images(Dataset[tuple[np.ndarray, int]]):
     """In-memory images (shifted crops of a real photograph) with labels; loading costs nothing."""
 
     def __init__(self, size: int, n: int) -> None:
-        from skimage import data
-
-        base = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
-        self.images = [np.ascontiguousarray(np.roll(base, shift=(7 * i) % size, axis=1)) for i in range(n)]
+        self.images = photo_variants(size, n)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -143,9 +114,7 @@ def main() -> None:
     # two workers, OpenCV's own thread pool would only add contention noise.
     cv2.setNumThreads(1)
 
-    ops = [dict(o) for o in OPS]
-    ops[-1] = {**ops[-1], "params": {"size": [args.size, args.size]}}
-    pipe = augledger.compile(augledger.parse_spec({"schema": 1, "name": "bench", "seed": 7, "ops": ops}))
+    pipe = augledger.compile(augledger.parse_spec(spec(args.size)))
     base = Images(args.size, args.samples)
 
     common = {"batch_size": args.batch_size, "num_workers": args.workers, "persistent_workers": True}

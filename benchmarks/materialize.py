@@ -35,18 +35,10 @@ from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
+from _pipeline import plain_compose, spec
+
 TILE = 384
-OPS: list[dict[str, Any]] = [
-    {"op": "HorizontalFlip", "p": 0.5},
-    {"op": "Affine", "p": 0.5, "params": {"rotate": [-15, 15], "scale": [0.9, 1.1]}},
-    {"op": "RandomBrightnessContrast", "p": 0.5},
-    {"op": "GaussianBlur", "p": 0.5},
-    {"op": "CoarseDropout", "p": 0.5},
-    {"op": "RGBShift", "p": 0.5},
-    {"op": "ColorJitter", "p": 0.5},
-    {"op": "RandomResizedCrop", "p": 1.0, "params": {"size": [TILE, TILE]}},
-]
-SPEC = {"schema": 1, "name": "bench-materialize", "seed": 11, "ops": OPS}
+SPEC = spec(TILE, name="bench-materialize", seed=11)
 PHOTOS = ["astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "hubble_deep_field", "retina", "colorwheel"]
 
 
@@ -83,23 +75,10 @@ def make_dataset(root: Path, n: int) -> None:
 
 
 def child_naive(source: Path, out: Path) -> dict[str, Any]:
-    import albumentations as A
     import cv2
 
     # OpenCV's default thread pool, as a user's script has it.
-    compose = A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5),
-            A.RandomBrightnessContrast(p=0.5),
-            A.GaussianBlur(p=0.5),
-            A.CoarseDropout(p=0.5),
-            A.RGBShift(p=0.5),
-            A.ColorJitter(p=0.5),
-            A.RandomResizedCrop(size=(TILE, TILE), p=1.0),
-        ],
-        seed=11,
-    )
+    compose = plain_compose(TILE, seed=11)
     started = time.perf_counter()
     count = 0
     for path in sorted(source.rglob("*.jpg")):

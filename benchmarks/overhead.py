@@ -22,47 +22,16 @@ os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 import albumentations as A
 import cv2
 import numpy as np
+from _pipeline import photo_variants, plain_compose, spec
 
 import augledger
 from augledger.seeding import generators_for
 
-OPS = [
-    {"op": "HorizontalFlip", "p": 0.5},
-    {"op": "Affine", "p": 0.5, "params": {"rotate": [-15, 15], "scale": [0.9, 1.1]}},
-    {"op": "RandomBrightnessContrast", "p": 0.5},
-    {"op": "GaussianBlur", "p": 0.5},
-    {"op": "CoarseDropout", "p": 0.5},
-    {"op": "RGBShift", "p": 0.5},
-    {"op": "ColorJitter", "p": 0.5},
-    {"op": "RandomResizedCrop", "p": 1.0, "params": {"size": [0, 0]}},  # size set per resolution
-]
-
-
-def _images(size: int, n: int) -> list[np.ndarray]:
-    from skimage import data
-
-    base = cv2.resize(data.astronaut(), (size, size), interpolation=cv2.INTER_AREA)
-    # Distinct but realistic inputs: shifted crops of a real photograph.
-    return [np.ascontiguousarray(np.roll(base, shift=(7 * i) % size, axis=1)) for i in range(n)]
-
 
 def run(size: int, samples: int, rounds: int) -> float:
-    ops = [dict(o) for o in OPS]
-    ops[-1] = {**ops[-1], "params": {"size": [size, size]}}
-    pipe = augledger.compile(augledger.parse_spec({"schema": 1, "name": "bench", "seed": 7, "ops": ops}))
-    raw = A.Compose(
-        [
-            A.HorizontalFlip(p=0.5),
-            A.Affine(rotate=(-15, 15), scale=(0.9, 1.1), p=0.5),
-            A.RandomBrightnessContrast(p=0.5),
-            A.GaussianBlur(p=0.5),
-            A.CoarseDropout(p=0.5),
-            A.RGBShift(p=0.5),
-            A.ColorJitter(p=0.5),
-            A.RandomResizedCrop(size=(size, size), p=1.0),
-        ]
-    )
-    images = _images(size, samples)
+    pipe = augledger.compile(augledger.parse_spec(spec(size)))
+    raw = plain_compose(size)
+    images = photo_variants(size, samples)
     keys = [f"img/{i:05d}.png" for i in range(samples)]
     gens = [generators_for(pipe.sample_seed(key=k, epoch=0)) for k in keys]
 

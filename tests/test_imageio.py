@@ -39,5 +39,9 @@ def test_cut_files_are_quarantined_as_truncated(astronaut: np.ndarray, fmt: str)
 def test_exif_orientation_is_ignored_on_both_paths(astronaut: np.ndarray) -> None:
     exif = Image.Exif()
     exif[0x0112] = 6  # "rotate 90 CW to view": pixels are stored as they are, and used as stored
-    data = encoded(astronaut, "JPEG", exif=exif.tobytes())
-    assert decode_image(data).image.shape == astronaut.shape
+    wide = np.ascontiguousarray(astronaut[:64])  # 64x96: a rotation would change the shape
+    data = encoded(wide, "JPEG", exif=exif.tobytes())
+    stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))  # Pillow does not rotate
+    assert stored.shape == wide.shape
+    for variant in (data, data + b"trailer"):  # the OpenCV path and the Pillow path
+        assert np.array_equal(decode_image(variant).image, stored)

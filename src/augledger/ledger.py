@@ -1,8 +1,8 @@
 """The ledger: one row per augmented output, in Parquet, readable without augledger.
 
-Rows are written to part files (one per writer: a run's main process, or each DataLoader worker)
-and merged at the end, sorted by ``(key, epoch)`` with duplicates dropped, so the ledger's content
-does not depend on how the work was spread. The header (fingerprint, resolved spec, seed,
+Rows are gathered as the work happens (a run's journal, or the online ledger's per-process part
+files) and written once at the end by :func:`write_ledger`, sorted by ``(key, epoch)`` with
+duplicates dropped, so the ledger's content does not depend on how the work was spread. The header (fingerprint, resolved spec, seed,
 environment stamp) is stored in the Parquet file's key-value metadata under ``augledger``, so the
 file describes itself::
 
@@ -30,7 +30,7 @@ from typing import Any
 
 from augledger.errors import LedgerError
 
-__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "LedgerWriter", "in_ledger_sample", "merge_parts", "read_ledger"]
+__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "in_ledger_sample", "read_ledger", "write_ledger"]
 
 #: Version of the ledger layout, stored in every header.
 LEDGER_FORMAT = 1
@@ -66,6 +66,7 @@ COLUMNS: dict[str, str] = {
     "output_path": "string",
     "output_digest": "string",
 }
+_COLUMN_SET = frozenset(COLUMNS)
 
 
 def _pa() -> Any:
@@ -105,83 +106,24 @@ def _table(rows: Sequence[Mapping[str, Any]], header: Mapping[str, Any] | None) 
     return table.cast(schema)
 
 
-class LedgerWriter:
-    """Append rows to one Parquet part file, in batches (row groups).
+def write_ledger(rows: Iterable[Mapping[str, Any]], path: str | Path, header: Mapping[str, Any]) -> Path:
+    """Write a complete ledger atomically (temp file + rename), sorted by (key, epoch).
 
-    Rows are buffered and flushed every ``batch_size`` rows and on :meth:`close`. A part file that
-    was never closed (the process was killed) is unreadable, by design: the rows it held were not
-    confirmed, and the work they describe is redone.
+    Of rows repeating a (key, epoch) pair the first is kept (later ones are re-runs). Sorting and
+    de-duplicating happen in Python: Arrow's compute functions would add ~0.3 s of imports.
+
+    Raises:
+        LedgerError: a row has a column that is not in :data:`COLUMNS`.
     """
-
-    def __init__(self, path: str | Path, *, batch_size: int = 1024) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._batch_size = batch_size
-        self._rows: list[Mapping[str, Any]] = []
-        self._writer: Any = None
-        self.rows_written = 0
-
-    def write(self, row: Mapping[str, Any]) -> None:
-        unknown = set(row) - set(COLUMNS)
-        if unknown:
-            raise LedgerError(f"ledger row has unknown column(s) {sorted(unknown)}; columns are {list(COLUMNS)}")
-        self._rows.append(row)
-        if len(self._rows) >= self._batch_size:
-            self.flush()
-
-    def write_many(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        for row in rows:
-            self.write(row)
-
-    def flush(self) -> None:
-        if not self._rows:
-            return
-        import pyarrow.parquet as pq
-
-        if self._writer is None:
-            self._writer = pq.ParquetWriter(self.path, _schema(None))
-        self._writer.write_table(_table(self._rows, None))
-        self.rows_written += len(self._rows)
-        self._rows = []
-
-    def close(self) -> None:
-        self.flush()
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
-
-    def __enter__(self) -> LedgerWriter:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def _sorted_unique(table: Any) -> Any:
-    """Sort by (key, epoch) and keep the first row of each pair (later duplicates are re-runs)."""
-    pa = _pa()
-    table = table.sort_by([("key", "ascending"), ("epoch", "ascending")])
-    if table.num_rows < 2:
-        return table
-    keys = table.column("key").to_pylist()
-    epochs = table.column("epoch").to_pylist()
-    keep = [i == 0 or (keys[i], epochs[i]) != (keys[i - 1], epochs[i - 1]) for i in range(len(keys))]
-    return table.filter(pa.array(keep))
-
-
-def write_ledger(rows: Sequence[Mapping[str, Any]] | Any, path: str | Path, header: Mapping[str, Any]) -> Path:
-    """Write a complete ledger atomically (temp file + rename), sorted by (key, epoch)."""
     import pyarrow.parquet as pq
 
-    if hasattr(rows, "schema"):  # an Arrow table (merged parts)
-        table = _sorted_unique(rows)
-    else:
-        # Sorted and de-duplicated in Python: Arrow's compute functions would add ~0.3 s of imports.
-        # The sort is stable, so the first of duplicate (key, epoch) rows is kept, as for tables.
-        unique: dict[tuple[str, int], Mapping[str, Any]] = {}
-        for row in rows:
-            unique.setdefault((row["key"], row["epoch"]), row)
-        table = _table([unique[pair] for pair in sorted(unique)], None)
+    unique: dict[tuple[str, int], Mapping[str, Any]] = {}
+    for row in rows:
+        if not _COLUMN_SET.issuperset(row):
+            unknown = sorted(set(row) - _COLUMN_SET)
+            raise LedgerError(f"ledger row has unknown column(s) {unknown}; columns are {list(COLUMNS)}")
+        unique.setdefault((row["key"], row["epoch"]), row)
+    table = _table([unique[pair] for pair in sorted(unique)], None)
     table = table.replace_schema_metadata(
         {_META_KEY: json.dumps({"format": LEDGER_FORMAT, **dict(header)}, sort_keys=True).encode()}
     )
@@ -190,23 +132,6 @@ def write_ledger(rows: Sequence[Mapping[str, Any]] | Any, path: str | Path, head
     pq.write_table(table, tmp)
     os.replace(tmp, path)
     return path
-
-
-def merge_parts(parts: Sequence[str | Path], path: str | Path, header: Mapping[str, Any]) -> Path:
-    """Merge closed part files into one ledger at ``path``; unreadable parts are skipped with a log line."""
-    import logging
-
-    import pyarrow.parquet as pq
-
-    pa = _pa()
-    tables = []
-    for part in sorted(str(p) for p in parts):
-        try:
-            tables.append(pq.read_table(part).cast(_schema(None)))
-        except (OSError, pa.ArrowInvalid) as exc:
-            logging.getLogger(__name__).warning("skipping unreadable ledger part %s: %s", part, exc)
-    table = pa.concat_tables(tables) if tables else _table([], None)
-    return write_ledger(table, path, header)
 
 
 @dataclass(frozen=True)

@@ -223,13 +223,17 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
     """All outputs of one source image; never raises for a bad sample (it is quarantined)."""
     key, fmt = task.key, job.options.image_format
     pipe = job.pipeline
-    seeds = {e: f"{pipe.sample_seed(key=key, epoch=e):032x}" for e in task.epochs}
+
+    def seed_hex(epoch: int) -> str | None:
+        # Only quarantine rows need it here; an ok row takes the seed from its record.
+        return None if epoch == ORIGINAL_EPOCH else f"{pipe.sample_seed(key=key, epoch=epoch):032x}"
+
     wanted = [*((ORIGINAL_EPOCH,) if task.original else ()), *task.epochs]
 
     def quarantine_all(reason: str, message: str, source_digest: str | None) -> list[dict[str, Any]]:
         log.warning("quarantined %s: %s: %s", key, reason, message)
         return [
-            _row(key, e, seeds.get(e), status="quarantined", error=f"{reason}: {message}", source_digest=source_digest)
+            _row(key, e, seed_hex(e), status="quarantined", error=f"{reason}: {message}", source_digest=source_digest)
             for e in wanted
         ]
 
@@ -263,11 +267,11 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
             annotated = any(len(sample.get(k) or ()) for k in ("bboxes", "keypoints")) or "mask" in sample
             reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
             log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
-            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"{reason}: {message}",
+            rows.append(_row(key, epoch, seed_hex(epoch), status="quarantined", error=f"{reason}: {message}",
                              source_digest=src))
             continue
         except Quarantined as q:
-            rows.append(_row(key, epoch, seeds[epoch], status="quarantined", error=f"{q.reason}: {q}",
+            rows.append(_row(key, epoch, seed_hex(epoch), status="quarantined", error=f"{q.reason}: {q}",
                              source_digest=src))
             continue
         rel = output_name(key, epoch, fmt)

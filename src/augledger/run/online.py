@@ -61,7 +61,7 @@ from augledger.errors import AugLedgerError, FingerprintConflict, SampleError
 from augledger.ledger import in_ledger_sample as _selected
 from augledger.ledger import write_ledger
 from augledger.pipeline import Pipeline
-from augledger.record import Augmented, Record, sample_digest
+from augledger.record import Augmented, Record, _plain, sample_digest
 from augledger.seeding import seed_for
 from augledger.spec import SPLITS
 
@@ -231,18 +231,6 @@ def _record_ops(value: Any) -> Any:
     if isinstance(value, Record):
         return value.ops
     raise TypeError(f"a ledger row holds a {type(value).__name__}, which is not JSON data")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Mapping):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 _PIXEL_FIELDS = frozenset({"image", "mask", "masks"})
@@ -739,7 +727,30 @@ class AugmentedDataset(Dataset[Any]):
 # -- streams -----------------------------------------------------------------------------------------
 
 
-class AugmentedIterableDataset(IterableDataset[Any]):
+class _StreamStage:
+    """What the stream front ends share: the split guard's verdict and an epoch shared with workers."""
+
+    _core: _Core
+    _epoch: _SharedEpoch
+
+    @property
+    def augments(self) -> bool:
+        """Whether this stage augments (its split is in ``pipeline.splits``)."""
+        return self._core.augments
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch.get()
+
+    def set_epoch(self, epoch: int) -> None:
+        """Set the epoch of the next pass; every DataLoader worker, persistent ones too, reads it.
+
+        Call it between epochs, not during one.
+        """
+        self._epoch.set(epoch)
+
+
+class AugmentedIterableDataset(_StreamStage, IterableDataset[Any]):
     """Wrap an iterable of samples (a stream) so that each is augmented by its key and the epoch.
 
     The source decides how its items are split across DataLoader workers and ranks (as any
@@ -780,18 +791,6 @@ class AugmentedIterableDataset(IterableDataset[Any]):
         )
         self._key = key
         self._epoch = _SharedEpoch(epoch)
-
-    @property
-    def augments(self) -> bool:
-        return self._core.augments
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch of the next iteration; it reaches every worker, persistent ones too."""
-        self._epoch.set(epoch)
 
     def _key_of(self, item: Any) -> Any:
         if callable(self._key):
@@ -835,7 +834,7 @@ def _decode_image(data: bytes) -> npt.NDArray[Any]:
     return np.asarray(image)
 
 
-class WdsMapper:
+class WdsMapper(_StreamStage):
     """A picklable ``.map(...)`` stage for WebDataset pipelines: augment each sample by ``__key__`` and epoch.
 
     Use :func:`wds_mapper` to build one. The image is read from the first field present among
@@ -870,18 +869,6 @@ class WdsMapper:
         self._decode = decode if decode is not None else _decode_image
         self._key = key
         self._epoch = _SharedEpoch(epoch)
-
-    @property
-    def augments(self) -> bool:
-        return self._core.augments
-
-    @property
-    def epoch(self) -> int:
-        return self._epoch.get()
-
-    def set_epoch(self, epoch: int) -> None:
-        """Set the epoch; DataLoader workers (persistent ones too) see it from the next sample on."""
-        self._epoch.set(epoch)
 
     def __call__(self, sample: Mapping[str, Any]) -> dict[str, Any]:
         field = next((f for f in self._fields if f in sample), None)
