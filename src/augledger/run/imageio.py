@@ -3,9 +3,11 @@
 Every way a file can fail becomes a :class:`Quarantined` error with a short ``reason`` code and a
 sentence for humans, so a bulk run can record it in the ledger and go on. Pillow reads the header
 first, because it reports what OpenCV hides: the colour mode and the pixel count before any pixel
-is decoded. Complete RGB JPEG and PNG files (ending in their end marker) are then decoded by OpenCV,
-about 30% faster here and pixel-identical (EXIF orientation is ignored on both paths); everything
-else, and anything OpenCV refuses, is decoded by Pillow, which names truncation and corruption.
+is decoded. The common case, a complete 8-bit three-channel JPEG or 8-bit RGB PNG (ending in its end
+marker), is recognised from its header bytes directly (Pillow's parser costs ~0.3 ms a file) and
+decoded by OpenCV, about 30% faster than Pillow here and pixel-identical (EXIF orientation is ignored
+on both paths). Everything else, and anything OpenCV refuses, goes through Pillow, which names the
+mode, truncation and corruption.
 
 Mode rules (``convert`` means the image is converted and the conversion is recorded):
 
@@ -65,6 +67,12 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
 
     if not data:
         raise Quarantined("empty", "zero-byte file")
+    size = _rgb8_size(data)
+    if size is not None:
+        _check_pixels(*size, max_pixels)
+        fast = _decode_with_opencv(data, *size)
+        if fast is not None:
+            return Decoded(fast, "RGB", None)
     with warnings.catch_warnings():
         # We enforce our own pixel limit below, before decoding; Pillow's bomb warning would fire first.
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -74,13 +82,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             raise Quarantined("not-an-image", "not a decodable image (unknown or corrupt format)") from None
         except Image.DecompressionBombError as exc:
             raise Quarantined("too-large", f"refused as a decompression bomb: {exc}") from None
-        width, height = im.size
-        if width * height > max_pixels:
-            raise Quarantined(
-                "too-large",
-                f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}; "
-                "raise --max-pixels if the image is genuine",
-            )
+        except Exception as exc:  # noqa: BLE001 - a damaged header makes format plugins raise anything
+            raise Quarantined("corrupt", f"cannot read the image header: {type(exc).__name__}: {exc}") from None
+        _check_pixels(*im.size, max_pixels)
         mode = im.mode
         if mode in _ALPHA or (mode == "P" and "transparency" in im.info):
             raise Quarantined(
@@ -90,18 +94,14 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             )
         if mode.startswith("I") or mode == "F":
             raise Quarantined("high-bit-depth", f"{mode} (16/32-bit) images are not supported; convert to 8-bit RGB")
-        if mode == "RGB" and _complete(im.format, data):
-            fast = _decode_with_opencv(data, width, height)
-            if fast is not None:
-                return Decoded(fast, mode, None)
         try:
             im.load()
         except OSError as exc:
             text = str(exc)
             reason = "truncated" if "truncated" in text else "corrupt"
             raise Quarantined(reason, f"cannot decode: {text}") from None
-        except (ValueError, SyntaxError) as exc:
-            raise Quarantined("corrupt", f"cannot decode: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - as above, for the pixel data
+            raise Quarantined("corrupt", f"cannot decode: {type(exc).__name__}: {exc}") from None
     conversion = None
     if mode != "RGB":
         if mode not in _TO_RGB:
@@ -111,17 +111,69 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
     return Decoded(np.asarray(im), mode, conversion)
 
 
-_JPEG_END = b"\xff\xd9"
+def _check_pixels(width: int, height: int, max_pixels: int) -> None:
+    if width * height > max_pixels:
+        raise Quarantined(
+            "too-large",
+            f"{width}x{height} = {width * height} pixels exceeds the limit of {max_pixels}; "
+            "raise --max-pixels if the image is genuine",
+        )
+
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_END = b"IEND\xaeB`\x82"
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+#: Huffman-coded baseline, extended and progressive frames: what every camera and encoder writes.
+_JPEG_SOF = frozenset({0xC0, 0xC1, 0xC2})
+_JPEG_OTHER_SOF = frozenset({0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+#: Markers without a length field: TEM and the restart markers (SOI/EOI are handled apart).
+_JPEG_STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
 
 
-def _complete(fmt: str | None, data: bytes) -> bool:
-    """Whether a JPEG/PNG file ends in its end marker (a cut-off file does not: Pillow handles it)."""
-    if fmt == "JPEG":
-        return data.endswith(_JPEG_END)
-    if fmt == "PNG":
-        return data.endswith(_PNG_END)
-    return False
+def _rgb8_size(data: bytes) -> tuple[int, int] | None:
+    """``(width, height)`` if ``data`` is a complete 8-bit RGB JPEG or PNG, read from its header; else None.
+
+    "Complete" means it ends in its end marker, so a cut-off file is left to Pillow, which names
+    the damage. These are exactly the files Pillow opens as mode ``RGB`` with nothing to convert;
+    anything unusual (CMYK, grey, 16-bit, palette, alpha, lossless or arithmetic JPEG) returns None.
+    """
+    if data.startswith(_PNG_SIGNATURE):
+        # The IHDR chunk comes first: width, height, bit depth, colour type (2 = RGB).
+        if len(data) < 33 or data[12:16] != b"IHDR" or not data.endswith(_PNG_END):
+            return None
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+        if not (data[24] == 8 and data[25] == 2 and width and height):
+            return None
+        # Every chunk must end where the next begins, the last being IEND at the very end: OpenCV's
+        # decoder can spend seconds on a damaged chunk length, which Pillow then reports at once.
+        pos, end = 8, len(data)
+        while pos + 12 <= end:
+            pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+        return (width, height) if pos == end else None
+    if not (data.startswith(_JPEG_START) and data.endswith(_JPEG_END)):
+        return None
+    pos, end = 2, len(data)
+    while pos + 4 <= end:  # walk the marker segments up to the frame header
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker in _JPEG_SOF:
+            if length < 8 or pos + 10 > end:
+                return None
+            precision, components = data[pos + 4], data[pos + 9]
+            height, width = int.from_bytes(data[pos + 5 : pos + 7], "big"), int.from_bytes(data[pos + 7 : pos + 9], "big")
+            return (width, height) if precision == 8 and components == 3 and width and height else None
+        if length < 2 or marker in (0xD8, 0xD9, 0xDA) or marker in _JPEG_OTHER_SOF:
+            return None  # no frame header where one must be, or a frame we leave to Pillow
+        pos += 2 + length
+    return None
 
 
 def _decode_with_opencv(data: bytes, width: int, height: int) -> NDArray[Any] | None:
