@@ -82,7 +82,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             raise Quarantined("not-an-image", "not a decodable image (unknown or corrupt format)") from None
         except Image.DecompressionBombError as exc:
             raise Quarantined("too-large", f"refused as a decompression bomb: {exc}") from None
-        except Exception as exc:  # noqa: BLE001 - a damaged header makes format plugins raise anything
+        except Exception as exc:  # a damaged header makes format plugins raise anything
             raise Quarantined("corrupt", f"cannot read the image header: {type(exc).__name__}: {exc}") from None
         _check_pixels(*im.size, max_pixels)
         mode = im.mode
@@ -100,7 +100,7 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             text = str(exc)
             reason = "truncated" if "truncated" in text else "corrupt"
             raise Quarantined(reason, f"cannot decode: {text}") from None
-        except Exception as exc:  # noqa: BLE001 - as above, for the pixel data
+        except Exception as exc:  # as above, for the pixel data
             raise Quarantined("corrupt", f"cannot decode: {type(exc).__name__}: {exc}") from None
     conversion = None
     if mode != "RGB":
