@@ -109,11 +109,13 @@ def test_ledger_is_plain_parquet_with_header(pipe: augledger.Pipeline, source: P
     assert manifest["source"]["digest"].startswith("sha256:")
 
 
-def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, workers: int) -> None:
+    """In-process runs write files on a background thread; worker processes write their own."""
     source = make_source(tmp_path / "src", 80, size=160)
     spec = tmp_path / "aug.json"
     spec.write_text(json.dumps(SPEC))
-    args = [SCRIPT, "run", str(spec), "--source", str(source), "--copies", "3", "--workers", "2"]
+    args = [SCRIPT, "run", str(spec), "--source", str(source), "--copies", "3", "--workers", str(workers)]
     subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, capture_output=True)
 
     out = tmp_path / "killed"
@@ -137,6 +139,32 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> Non
     assert tree_digests(out) == tree_digests(tmp_path / "clean")
     assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
+
+
+def test_a_failed_write_ends_the_run_and_is_never_journaled(
+    pipe: augledger.Pipeline, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The in-process path writes on a background thread: its failure must still surface."""
+    import augledger.run.materialize as m
+
+    real = m._atomic_write
+    victim = sorted(p.relative_to(source).as_posix() for p in source.rglob("*.*"))[5]
+
+    def failing(path: Path, data: bytes) -> None:
+        if path.name.startswith(Path(victim).name):
+            raise OSError(28, "No space left on device")
+        real(path, data)
+
+    monkeypatch.setattr(m, "_atomic_write", failing)
+    out = tmp_path / "o"
+    with pytest.raises(OSError, match="No space left"):
+        materialize(pipe, source, out, options=RunOptions(copies=2, workers=1, chunk_size=2))
+    journal = [json.loads(line) for line in (out / ".augledger" / "journal.jsonl").read_text().splitlines()]
+    assert victim not in {row["key"] for row in journal}
+    for row in journal:  # every journaled output is complete
+        assert hashlib.sha256((out / row["output_path"]).read_bytes()).hexdigest() == row["output_digest"].split(":")[1]
+    monkeypatch.setattr(m, "_atomic_write", real)
+    assert materialize(pipe, source, out, options=RunOptions(copies=2, workers=1)).exit_code == 0
 
 
 def test_resume_redoes_deleted_and_tampered_outputs(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:

@@ -37,6 +37,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -219,8 +220,23 @@ def _row(key: str, epoch: int, seed: str | None, **values: Any) -> dict[str, Any
             "source_digest": None, "output_path": None, "output_digest": None} | values
 
 
-def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
-    """All outputs of one source image; never raises for a bad sample (it is quarantined)."""
+#: Writes one output file atomically and returns its digest, now or (a Future) later.
+_Writer = Callable[[Path, bytes], "str | Future[str]"]
+
+
+_PENDING = "_pending_write"  # a row's other deferred file (a mask); removed by _settle
+
+
+def _write_now(path: Path, data: bytes) -> str:
+    _atomic_write(path, data)
+    return file_digest(data)
+
+
+def _process(job: _Job, task: _Task, write: _Writer = _write_now) -> list[dict[str, Any]]:
+    """All outputs of one source image; never raises for a bad sample (it is quarantined).
+
+    Files go through ``write``; digests it defers are filled in by :func:`_run_chunk`.
+    """
     key, fmt = task.key, job.options.image_format
     pipe = job.pipeline
 
@@ -252,10 +268,9 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
     note = f"converted {decoded.conversion}" if decoded.conversion else None
     if task.original:
         rel = output_name(key, ORIGINAL_EPOCH, fmt)
-        _atomic_write(Path(job.write_root, rel), data)
         targets = _targets_json({}, task.annotation, None)
         rows.append(_row(key, ORIGINAL_EPOCH, None, ops="[]", targets=targets, source_digest=src,
-                         output_path=rel, output_digest=src))
+                         output_path=rel, output_digest=write(Path(job.write_root, rel), data)))
     for epoch in task.epochs:
         try:
             encoded, result, mask_bytes = augment_one(job, sample, key, epoch)
@@ -275,17 +290,19 @@ def _process(job: _Job, task: _Task) -> list[dict[str, Any]]:
                              source_digest=src))
             continue
         rel = output_name(key, epoch, fmt)
-        mask_rel = None
+        mask_rel, mask_written = None, None
         if mask_bytes is not None:
             mask_rel = f"augmented/{key}.c{epoch}.mask.png"
-            _atomic_write(Path(job.write_root, mask_rel), mask_bytes)
-        _atomic_write(Path(job.write_root, rel), encoded)
-        rows.append(_row(
+            mask_written = write(Path(job.write_root, mask_rel), mask_bytes)
+        row = _row(
             key, epoch, result.record.seed,
-            ops=result.record,  # a Record until _finish_rows: converted to JSON with the rest of its chunk
+            ops=result.record,  # a Record until _run_chunk converts it, with the rest of its chunk
             targets=_targets_json(result.sample, task.annotation, mask_rel),
-            source_digest=src, output_path=rel, output_digest=file_digest(encoded), note=note,
-        ))
+            source_digest=src, output_path=rel, output_digest=write(Path(job.write_root, rel), encoded), note=note,
+        )
+        if isinstance(mask_written, Future):
+            row[_PENDING] = mask_written
+        rows.append(row)
     return rows
 
 
@@ -328,16 +345,17 @@ def _init_worker(job: _Job) -> None:
     _WORKER_JOB = job
 
 
-def _run_chunk(job: _Job, tasks: Sequence[_Task]) -> list[dict[str, Any]]:
+def _run_chunk(job: _Job, tasks: Sequence[_Task], write: _Writer = _write_now) -> list[dict[str, Any]]:
     """Process a few tasks, then do their rows' bookkeeping together.
 
     Converting the applied params of a handful of records in one go, after the pixel work, costs
     much less than interleaving each conversion with image processing that has just flushed the
-    CPU caches.
+    CPU caches. Files that ``write`` defers may still be in flight: :func:`_settle` the rows
+    before they reach the journal (a row there promises a complete file).
     """
     rows: list[dict[str, Any]] = []
     for task in tasks:
-        rows.extend(_process(job, task))
+        rows.extend(_process(job, task, write))
     for row in rows:
         record = row["ops"]
         if isinstance(record, Record):
@@ -345,9 +363,20 @@ def _run_chunk(job: _Job, tasks: Sequence[_Task]) -> list[dict[str, Any]]:
     return rows
 
 
+def _settle(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Wait for the rows' deferred writes; a failed write raises here and ends the run."""
+    for row in rows:
+        pending = row.pop(_PENDING, None)
+        if pending is not None:
+            pending.result()
+        if isinstance(row["output_digest"], Future):
+            row["output_digest"] = row["output_digest"].result()
+    return rows
+
+
 def _process_chunk(tasks: list[_Task]) -> list[dict[str, Any]]:
     assert _WORKER_JOB is not None, "worker used before _init_worker"
-    return _run_chunk(_WORKER_JOB, tasks)
+    return _settle(_run_chunk(_WORKER_JOB, tasks))
 
 
 def _chunks(tasks: Iterable[_Task], size: int) -> Iterator[list[_Task]]:
@@ -365,12 +394,25 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
     """Yield the rows of each task (or chunk of tasks) as workers finish them, in any order."""
     if job.options.workers == 1:
         # In this process, with OpenCV's own threads: measured here, a lone worker process (one
-        # OpenCV thread, results shipped back) ran 10-20% slower than this.
+        # OpenCV thread, results shipped back) ran 10-20% slower than this. Writing and hashing
+        # the files release the GIL, so a writer thread overlaps them with the next image's work.
         _preload_ledger_backend()
         _tune_malloc()
         try:
-            for chunk in _chunks(tasks, job.options.chunk_size):
-                yield _run_chunk(job, chunk)
+            with ThreadPoolExecutor(1, thread_name_prefix="augledger-writer") as writer:
+
+                def write_later(path: Path, data: bytes) -> Future[str]:
+                    return writer.submit(_write_now, path, data)
+
+                # One chunk behind: a chunk's last files are written while the next one is worked on.
+                previous: list[dict[str, Any]] | None = None
+                for chunk in _chunks(tasks, job.options.chunk_size):
+                    rows = _run_chunk(job, chunk, write_later)
+                    if previous is not None:
+                        yield _settle(previous)
+                    previous = rows
+                if previous is not None:
+                    yield _settle(previous)
         finally:
             _tune_malloc(restore=True)
         return
