@@ -53,3 +53,40 @@ def test_writing_a_ledger_imports_neither_pandas_nor_arrow_compute(tmp_path: Pat
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_streamed_batches_equal_one_write(tmp_path: Path) -> None:
+    from augledger.ledger import LedgerWriter
+
+    rows = [{"key": f"k{i:03d}", "epoch": e, "status": "ok", "ops": f'["{i}"]'} for i in range(25) for e in (0, 1)]
+    write_ledger(reversed(rows), tmp_path / "one.parquet", HEADER)
+    with LedgerWriter(tmp_path / "batched.parquet", HEADER, batch_rows=7) as writer:
+        for row in rows:
+            writer.write(row)
+    import pyarrow.parquet as pq
+
+    assert pq.ParquetFile(tmp_path / "batched.parquet").num_row_groups == 8
+    one, batched = read_ledger(tmp_path / "one.parquet"), read_ledger(tmp_path / "batched.parquet")
+    assert batched.rows() == one.rows() and batched.header == one.header
+
+
+def test_streamed_rows_out_of_order_are_refused_and_leave_no_file(tmp_path: Path) -> None:
+    from augledger.ledger import LedgerWriter
+
+    with pytest.raises(LedgerError, match=r"\(key, epoch\) order"), LedgerWriter(tmp_path / "l.parquet", HEADER) as writer:
+        writer.write({"key": "b", "epoch": 0, "status": "ok"})
+        writer.write({"key": "a", "epoch": 0, "status": "ok"})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_sources_digest_streamed_equals_the_list_digest() -> None:
+    from augledger.run.sources import SourcesDigest, digest_of_sources
+
+    pairs = [("b/ü.png", "sha256:2"), ("a.png", "sha256:1"), ("a.png", "sha256:0"), ("c\"q.png", "sha256:3")]
+    streamed = SourcesDigest()
+    for key, digest in sorted(pairs):
+        streamed.add(key, digest)
+    assert streamed.hexdigest() == digest_of_sources(pairs)
+    assert SourcesDigest().hexdigest() == digest_of_sources([])
+    with pytest.raises(ValueError, match="sorted"):
+        streamed.add("a.png", "sha256:9")

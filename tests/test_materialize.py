@@ -167,6 +167,23 @@ def test_a_failed_write_ends_the_run_and_is_never_journaled(
     assert materialize(pipe, source, out, options=RunOptions(copies=2, workers=1)).exit_code == 0
 
 
+def test_resume_after_a_journal_line_cut_short(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    """A run killed mid-line leaves half a JSON line; the resume drops it and appends cleanly."""
+    clean = materialize(pipe, source, tmp_path / "clean", options=RunOptions(copies=2))
+    out = tmp_path / "o"
+    materialize(pipe, source, out, options=RunOptions(copies=2))
+    journal = out / ".augledger" / "journal.jsonl"
+    lines = journal.read_bytes().splitlines(keepends=True)
+    journal.write_bytes(b"".join(lines[:30]) + lines[30][: len(lines[30]) // 2])  # killed mid-line
+    (out / "manifest.json").unlink()
+    again = materialize(pipe, source, out, options=RunOptions(copies=2, workers=2))
+    assert again.reused == 30
+    assert [json.loads(line)["key"] for line in journal.read_bytes().splitlines()]  # every line parses
+    assert tree_digests(out) == tree_digests(tmp_path / "clean")
+    assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
+    assert again.manifest["source"] == clean.manifest["source"]
+
+
 def test_resume_redoes_deleted_and_tampered_outputs(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
     out = tmp_path / "o"
     materialize(pipe, source, out, options=RunOptions(copies=2))
@@ -309,6 +326,15 @@ def test_annotations_move_with_the_image(tmp_path: Path) -> None:
     report = verify(tmp_path / "o")
     assert report.ok, report.problems
 
+    # As WebDataset shards, the ledger's mask path names the shard member that holds it.
+    materialize(pipe, src, tmp_path / "w", options=RunOptions(copies=1, format="webdataset"), annotations=ann)
+    a_wds = next(r for r in read_ledger(tmp_path / "w").rows() if r["key"] == "a.png")
+    shard, member = json.loads(a_wds["targets"])["mask"].split("#")
+    with tarfile.open(tmp_path / "w" / shard) as tar:
+        stored_mask = np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())))  # type: ignore[union-attr]
+    assert np.array_equal(stored_mask, out_mask)
+    assert not (tmp_path / "w" / ".augledger" / "staging").exists()
+
 
 def test_annotations_that_the_spec_cannot_carry_are_refused(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
     ann = tmp_path / "ann.csv"
@@ -389,6 +415,19 @@ def test_webdataset_shards_read_by_webdataset_and_tarfile(pipe: augledger.Pipeli
         assert names[:2] == ["class0/0000%2Ejpg__c0.png", "class0/0000%2Ejpg__c0.json"]
         assert all(m.mtime == 0 and m.uid == 0 for m in tar.getmembers())
     assert verify(tmp_path / "a").ok
+    # One flipped byte inside a member of the third shard is found and named.
+    victim = rows[sorted(rows)[25]]
+    shard, member = victim["output_path"].split("#")
+    with tarfile.open(tmp_path / "a" / shard) as tar:
+        offset = tar.getmember(member).offset_data + 100
+    with open(tmp_path / "a" / shard, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0xFF]))
+    report = verify(tmp_path / "a")
+    assert [(p.key, p.epoch) for p in report.problems] == [(victim["key"], victim["epoch"])]
+    assert "was modified since the run" in report.problems[0].message
 
 
 def test_out_inside_source_is_refused(pipe: augledger.Pipeline, source: Path) -> None:

@@ -1,8 +1,9 @@
 """The ledger: one row per augmented output, in Parquet, readable without augledger.
 
 Rows are gathered as the work happens (a run's journal, or the online ledger's per-process part
-files) and written once at the end by :func:`write_ledger`, sorted by ``(key, epoch)`` with
-duplicates dropped, so the ledger's content does not depend on how the work was spread. The header (fingerprint, resolved spec, seed,
+files) and written once at the end, sorted by ``(key, epoch)`` with duplicates dropped, so the
+ledger's content does not depend on how the work was spread: :func:`write_ledger` for rows in
+memory, :class:`LedgerWriter` for rows streamed in order, a batch (Parquet row group) at a time. The header (fingerprint, resolved spec, seed,
 environment stamp) is stored in the Parquet file's key-value metadata under ``augledger``, so the
 file describes itself::
 
@@ -30,7 +31,7 @@ from typing import Any
 
 from augledger.errors import LedgerError
 
-__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "in_ledger_sample", "read_ledger", "write_ledger"]
+__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "LedgerWriter", "in_ledger_sample", "read_ledger", "write_ledger"]
 
 #: Version of the ledger layout, stored in every header.
 LEDGER_FORMAT = 1
@@ -116,29 +117,89 @@ def write_ledger(rows: Iterable[Mapping[str, Any]], path: str | Path, header: Ma
     """Write a complete ledger atomically (temp file + rename), sorted by (key, epoch).
 
     Of rows repeating a (key, epoch) pair the first is kept (later ones are re-runs). Sorting and
-    de-duplicating happen in Python: Arrow's compute functions would add ~0.3 s of imports.
+    de-duplicating happen in Python: Arrow's compute functions would add ~0.3 s of imports. For
+    more rows than fit in memory, stream them in order through :class:`LedgerWriter`.
 
     Raises:
         LedgerError: a row has a column that is not in :data:`COLUMNS`, lacks key, epoch or
             status, or has a value of the wrong type.
     """
-    import pyarrow.parquet as pq
-
     unique: dict[tuple[str, int], Mapping[str, Any]] = {}
     for row in rows:
-        if not _COLUMN_SET.issuperset(row):
-            unknown = sorted(set(row) - _COLUMN_SET)
-            raise LedgerError(f"ledger row has unknown column(s) {unknown}; columns are {list(COLUMNS)}")
+        _check_columns(row)
         unique.setdefault((row["key"], row["epoch"]), row)
-    table = _table([unique[pair] for pair in sorted(unique)], None)
-    table = table.replace_schema_metadata(
-        {_META_KEY: json.dumps({"format": LEDGER_FORMAT, **dict(header)}, sort_keys=True).encode()}
-    )
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
+    with LedgerWriter(path, header) as writer:
+        for pair in sorted(unique):
+            writer.write(unique[pair])
+    return writer.path
+
+
+def _check_columns(row: Mapping[str, Any]) -> None:
+    if not _COLUMN_SET.issuperset(row):
+        unknown = sorted(set(row) - _COLUMN_SET)
+        raise LedgerError(f"ledger row has unknown column(s) {unknown}; columns are {list(COLUMNS)}")
+
+
+class LedgerWriter:
+    """Write a ledger from rows that arrive already sorted by (key, epoch), a batch at a time.
+
+    Memory stays at one batch however many rows there are. The file appears only when the
+    writer closes without error (temp file + rename)::
+
+        with LedgerWriter(out / "ledger.parquet", header) as writer:
+            for row in rows_in_key_epoch_order:
+                writer.write(row)
+
+    Raises (from ``write``):
+        LedgerError: an unknown column, or a row out of (key, epoch) order or repeating a pair.
+    """
+
+    def __init__(self, path: str | Path, header: Mapping[str, Any], *, batch_rows: int = 4096) -> None:
+        self.path = Path(path)
+        self._tmp = self.path.with_name(f".{self.path.name}.tmp")
+        self._meta = {_META_KEY: json.dumps({"format": LEDGER_FORMAT, **dict(header)}, sort_keys=True).encode()}
+        self._batch: list[Mapping[str, Any]] = []
+        self._batch_rows = batch_rows
+        self._last: tuple[str, int] | None = None
+        self._writer: Any = None
+        self.rows = 0
+
+    def write(self, row: Mapping[str, Any]) -> None:
+        _check_columns(row)
+        pair = (row["key"], row["epoch"])
+        if self._last is not None and pair <= self._last:
+            raise LedgerError(f"ledger rows must come in (key, epoch) order without repeats; {pair} came after {self._last}")
+        self._last = pair
+        self._batch.append(row)
+        if len(self._batch) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import pyarrow.parquet as pq
+
+        table = _table(self._batch, None).replace_schema_metadata(self._meta)
+        if self._writer is None:
+            self._writer = pq.ParquetWriter(self._tmp, table.schema)
+        self._writer.write_table(table)
+        self.rows += len(self._batch)
+        self._batch = []
+
+    def close(self) -> None:
+        if self._batch or self._writer is None:
+            self._flush()
+        self._writer.close()
+        os.replace(self._tmp, self.path)
+
+    def __enter__(self) -> LedgerWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *_: object) -> None:
+        if exc_type is None:
+            self.close()
+            return
+        if self._writer is not None:
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

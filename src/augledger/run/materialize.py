@@ -27,6 +27,7 @@ How the promises are kept:
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import multiprocessing as mp
@@ -41,7 +42,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, BinaryIO, Literal
 
 from numpy.typing import NDArray
 
@@ -49,11 +50,11 @@ from augledger._canonical import canonical_json
 from augledger._version import __version__
 from augledger.env import EnvStamp
 from augledger.errors import FingerprintConflict, LedgerError, SampleError, SourceError
-from augledger.ledger import write_ledger
+from augledger.ledger import LedgerWriter
 from augledger.pipeline import Pipeline
 from augledger.record import Record, _plain
 from augledger.run.imageio import DEFAULT_MAX_PIXELS, Quarantined, decode_image, encode_image
-from augledger.run.sources import Annotation, FolderSource, digest_of_sources, file_digest, load_annotations
+from augledger.run.sources import Annotation, FolderSource, SourcesDigest, file_digest, load_annotations
 
 __all__ = ["EXIT_QUARANTINED", "RunOptions", "RunResult", "materialize", "output_name", "wds_key"]
 
@@ -500,18 +501,65 @@ def _clean_temporaries(root: Path) -> int:
     return removed
 
 
-def _read_journal(path: Path) -> dict[tuple[str, int], dict[str, Any]]:
-    rows: dict[tuple[str, int], dict[str, Any]] = {}
-    if not path.is_file():
-        return rows
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the last line of a killed run may be cut short; that output is redone
-            rows[(row["key"], row["epoch"])] = row
-    return rows
+class _Journal:
+    """``.augledger/journal.jsonl``: one JSON line per finished output, appended as work completes.
+
+    Only ``(key, epoch) -> byte offset`` stays in memory; rows are read back from the file when
+    the ledger is written, so the main process does not grow with the rows of a large dataset.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._append: BinaryIO | None = None
+        self._read: BinaryIO | None = None
+
+    def open(self) -> dict[tuple[str, int], int]:
+        """Open for appending; return the offset of the last line of every (key, epoch) already there.
+
+        A line cut short by a killed run is dropped (its output is redone), so that the next
+        line does not run into it.
+        """
+        index: dict[tuple[str, int], int] = {}
+        end = 0
+        if self.path.is_file():
+            with self.path.open("rb") as f:
+                for line in f:
+                    if not line.endswith(b"\n"):
+                        break
+                    try:
+                        row = json.loads(line)
+                        index[(row["key"], row["epoch"])] = end
+                    except (ValueError, KeyError, TypeError):
+                        pass  # a damaged line: that output is redone
+                    end += len(line)
+        self._append = open(self.path, "ab")  # closed by close()
+        self._append.truncate(end)
+        self._append.seek(end)
+        return index
+
+    def append(self, row: Mapping[str, Any]) -> int:
+        assert self._append is not None, "journal not open"
+        offset = self._append.tell()
+        self._append.write(json.dumps(row, sort_keys=True).encode() + b"\n")
+        return offset
+
+    def flush(self) -> None:
+        assert self._append is not None, "journal not open"
+        self._append.flush()
+
+    def row(self, offset: int) -> dict[str, Any]:
+        self.flush()
+        if self._read is None:
+            self._read = open(self.path, "rb")  # closed by close()
+        self._read.seek(offset)
+        row: dict[str, Any] = json.loads(self._read.readline())
+        return row
+
+    def close(self) -> None:
+        for f in (self._append, self._read):
+            if f is not None:
+                f.close()
+        self._append = self._read = None
 
 
 def _still_valid(row: Mapping[str, Any], source: FolderSource, write_root: Path, cache: dict[str, str | None]) -> bool:
@@ -532,65 +580,106 @@ def _still_valid(row: Mapping[str, Any], source: FolderSource, write_root: Path,
         return False
 
 
-def _pack_shards(
-    rows: Sequence[Mapping[str, Any]], staging: Path, out: Path, options: RunOptions
-) -> tuple[list[dict[str, Any]], dict[tuple[str, int], str]]:
-    """Write ok outputs to tar shards in (key, epoch) order, with fixed metadata so bytes are stable.
+class _ShardPacker:
+    """Write ok outputs into tar shards in (key, epoch) order, with fixed metadata so bytes are stable."""
 
-    Returns the shard list for the manifest and, per output, its location ``shards/<name>.tar#<member>``.
-    """
-    shard_dir = out / "shards"
-    if shard_dir.exists():
-        shutil.rmtree(shard_dir)
-    shard_dir.mkdir(parents=True)
-    shards: list[dict[str, Any]] = []
-    locations: dict[tuple[str, int], str] = {}
-    tar: tarfile.TarFile | None = None
-    tmp: Path | None = None
-    count = size = 0
+    def __init__(self, staging: Path, out: Path, options: RunOptions) -> None:
+        self.staging, self.options = staging, options
+        self.dir = out / "shards"
+        if self.dir.exists():
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True)
+        self.shards: list[dict[str, Any]] = []
+        self._tar: tarfile.TarFile | None = None
+        self._tmp: Path | None = None
+        self._count = self._size = 0
 
-    def close() -> None:
-        nonlocal tar, tmp
-        if tar is None or tmp is None:
-            return
-        tar.close()
-        final = shard_dir / tmp.name.removeprefix(".").removesuffix(".tmp")
-        os.replace(tmp, final)
-        shards.append({"name": f"shards/{final.name}", "samples": count, "bytes": final.stat().st_size,
-                       "sha256": file_digest(final.read_bytes())})
-        tar = tmp = None
-
-    def add(name: str, data: bytes) -> None:
-        assert tar is not None
-        info = tarfile.TarInfo(name)
-        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
-        import io
-
-        tar.addfile(info, io.BytesIO(data))
-
-    for row in rows:
-        if row["status"] != "ok":
-            continue
-        if tar is None or count >= options.shard_max_count or size >= options.shard_max_bytes:
-            close()
-            tmp = shard_dir / f".shard-{len(shards):06d}.tar.tmp"
-            tar = tarfile.open(tmp, "w", format=tarfile.PAX_FORMAT)
-            count = size = 0
+    def add(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Pack one ok output; return its row as the ledger keeps it, pointing into the shard."""
+        options = self.options
+        if self._tar is None or self._count >= options.shard_max_count or self._size >= options.shard_max_bytes:
+            self.close()
+            self._tmp = self.dir / f".shard-{len(self.shards):06d}.tar.tmp"
+            self._tar = tarfile.open(self._tmp, "w", format=tarfile.PAX_FORMAT)
+            self._count = self._size = 0
         key, epoch = row["key"], row["epoch"]
         base = wds_key(key, epoch)
-        image = (staging / row["output_path"]).read_bytes()
+        where = f"shards/shard-{len(self.shards):06d}.tar#"
+        image = (self.staging / row["output_path"]).read_bytes()
         ext = Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH else options.image_format
-        meta = {"key": key, "epoch": epoch, "seed": row["seed"], "targets": json.loads(row["targets"] or "null")}
-        add(f"{base}.{ext}", image)
-        locations[(key, epoch)] = f"shards/shard-{len(shards):06d}.tar#{base}.{ext}"
-        add(f"{base}.json", canonical_json(meta))
-        size += len(image)
-        mask = meta["targets"].get("mask") if meta["targets"] else None
+        targets = json.loads(row["targets"] or "null")
+        meta = {"key": key, "epoch": epoch, "seed": row["seed"], "targets": targets}
+        self._add(f"{base}.{ext}", image)
+        self._add(f"{base}.json", canonical_json(meta))
+        self._size += len(image)
+        mask = targets.get("mask") if targets else None
         if mask:
-            add(f"{base}.mask.png", (staging / mask).read_bytes())
-        count += 1
-    close()
-    return shards, locations
+            self._add(f"{base}.mask.png", (self.staging / mask).read_bytes())
+            targets = {**targets, "mask": f"{where}{base}.mask.png"}
+        self._count += 1
+        return {
+            **row,
+            "output_path": f"{where}{base}.{ext}",
+            "targets": canonical_json(targets).decode() if targets is not None else None,
+        }
+
+    def _add(self, name: str, data: bytes) -> None:
+        assert self._tar is not None
+        info = tarfile.TarInfo(name)
+        info.size, info.mtime, info.mode, info.uid, info.gid, info.uname, info.gname = len(data), 0, 0o644, 0, 0, "", ""
+        self._tar.addfile(info, io.BytesIO(data))
+
+    def close(self) -> None:
+        if self._tar is None or self._tmp is None:
+            return
+        self._tar.close()
+        final = self.dir / self._tmp.name.removeprefix(".").removesuffix(".tmp")
+        os.replace(self._tmp, final)
+        self.shards.append({"name": f"shards/{final.name}", "samples": self._count, "bytes": final.stat().st_size,
+                            "sha256": file_digest(final.read_bytes())})
+        self._tar = self._tmp = None
+
+
+class _Summary:
+    """Counts, quarantined outputs and the source digest, gathered from rows in (key, epoch) order."""
+
+    def __init__(self) -> None:
+        self.outputs = self.ok = 0
+        self.quarantined: list[dict[str, Any]] = []
+        self._sources = SourcesDigest()
+        self._key: str | None = None
+        self._key_digests: set[str] = set()
+
+    def add(self, row: Mapping[str, Any]) -> None:
+        self.outputs += 1
+        if row["status"] == "ok":
+            self.ok += 1
+        else:
+            self.quarantined.append({"key": row["key"], "epoch": row["epoch"], "error": row["error"]})
+        if row["key"] != self._key:
+            self._flush_key()
+            self._key = row["key"]
+        if row["source_digest"]:
+            self._key_digests.add(row["source_digest"])
+
+    def _flush_key(self) -> None:
+        if self._key is not None:
+            for digest in sorted(self._key_digests):
+                self._sources.add(self._key, digest)
+        self._key_digests = set()
+
+    def sources_digest(self) -> str:
+        self._flush_key()
+        self._key = None
+        return self._sources.hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "outputs": self.outputs,
+            "ok": self.ok,
+            "quarantined": len(self.quarantined),
+            "quarantined_keys": len({q["key"] for q in self.quarantined}),
+        }
 
 
 def materialize(
@@ -647,69 +736,70 @@ def materialize(
         log.info("removed %d temporary files left by an interrupted run", removed)
 
     epochs = tuple(range(options.copies))
-    expected = [(k, e) for k in keys for e in ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs]
-    journal_path = state / "journal.jsonl"
-    journal = _read_journal(journal_path)
+    wanted_epochs = ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs
+    n_expected = len(keys) * len(wanted_epochs)
+    key_set, epoch_set = set(keys), set(wanted_epochs)
+    journal = _Journal(state / "journal.jsonl")
     digest_cache: dict[str, str | None] = {}
-    expected_set = set(expected)
-    done = {
-        pair: row
-        for pair, row in journal.items()
-        if pair in expected_set and _still_valid(row, src, write_root, digest_cache)
-    }
-    reused = len(done)
-    if journal:
-        log.info("resuming: %d of %d outputs already complete and verified", reused, len(expected))
+    # (key, epoch) -> journal offset of its row, for every output that is complete and verified.
+    done: dict[tuple[str, int], int] = {}
+    try:
+        previous = journal.open()
+        for pair, offset in previous.items():
+            if pair[0] in key_set and pair[1] in epoch_set and _still_valid(journal.row(offset), src, write_root, digest_cache):
+                done[pair] = offset
+        reused = len(done)
+        if previous:
+            log.info("resuming: %d of %d outputs already complete and verified", reused, n_expected)
+        del previous, digest_cache
 
-    def tasks() -> Iterator[_Task]:
-        for key in keys:
-            todo = tuple(e for e in epochs if (key, e) not in done)
-            original = options.include_original and (key, ORIGINAL_EPOCH) not in done
-            if todo or original:
-                yield _Task(key, todo, original, ann.get(key))
+        def tasks() -> Iterator[_Task]:
+            for key in keys:
+                todo = tuple(e for e in epochs if (key, e) not in done)
+                original = options.include_original and (key, ORIGINAL_EPOCH) not in done
+                if todo or original:
+                    yield _Task(key, todo, original, ann.get(key))
 
-    job = _Job(pipeline, str(src.root), str(write_root), options)
-    n_done = len(done)
-    with journal_path.open("a", encoding="utf-8") as jf:
+        job = _Job(pipeline, str(src.root), str(write_root), options)
+        n_done = len(done)
         for rows in _execute(job, tasks()):
             for row in rows:
-                jf.write(json.dumps(row, sort_keys=True) + "\n")
-                done[(row["key"], row["epoch"])] = row
-            jf.flush()
+                done[(row["key"], row["epoch"])] = journal.append(row)
+            journal.flush()
             n_done += len(rows)
             if progress is not None:
-                progress(n_done, len(expected))
+                progress(n_done, n_expected)
 
-    # Manifest keys that name no image file: nothing can be made from them, and nothing is dropped silently.
-    missing = sorted(set(ann) - set(keys))
-    for key in missing:
-        for e in ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs:
-            seed = None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}"
-            done[(key, e)] = _row(key, e, seed, status="quarantined", error="missing-image: listed in the annotations but no such file")
+        # Manifest keys that name no image file: nothing can be made from them, and nothing is dropped silently.
+        for key in sorted(set(ann) - key_set):
+            for e in wanted_epochs:
+                seed = None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}"
+                done[(key, e)] = journal.append(
+                    _row(key, e, seed, status="quarantined", error="missing-image: listed in the annotations but no such file")
+                )
 
-    rows = [done[pair] for pair in sorted(done)]
-    header = {
-        "kind": "offline",
-        "fingerprint": pipeline.fingerprint,
-        "seed": pipeline.seed,
-        "resolved_spec": pipeline.resolved_spec,
-        "env": EnvStamp.current().to_dict(),
-        "options": options.identity(),
-    }
-    shards: list[dict[str, Any]] = []
-    if options.format == "webdataset":
-        shards, locations = _pack_shards(rows, write_root, out, options)
-        # The ledger points into the shards; the journal keeps the staging paths resume needs.
-        rows = [{**r, "output_path": locations[(r["key"], r["epoch"])]} if r["status"] == "ok" else r for r in rows]
-    write_ledger(rows, out / "ledger.parquet", header)
-    quarantined = [{"key": r["key"], "epoch": r["epoch"], "error": r["error"]} for r in rows if r["status"] != "ok"]
-    source_pairs = sorted({(r["key"], r["source_digest"]) for r in rows if r["source_digest"]})
-    counts = {
-        "outputs": len(rows),
-        "ok": sum(r["status"] == "ok" for r in rows),
-        "quarantined": len(quarantined),
-        "quarantined_keys": len({q["key"] for q in quarantined}),
-    }
+        header = {
+            "kind": "offline",
+            "fingerprint": pipeline.fingerprint,
+            "seed": pipeline.seed,
+            "resolved_spec": pipeline.resolved_spec,
+            "env": EnvStamp.current().to_dict(),
+            "options": options.identity(),
+        }
+        summary = _Summary()
+        packer = _ShardPacker(write_root, out, options) if options.format == "webdataset" else None
+        # Rows stream from the journal in (key, epoch) order into the ledger (and the shards).
+        with LedgerWriter(out / "ledger.parquet", header) as ledger:
+            for pair in sorted(done):
+                row = journal.row(done[pair])
+                summary.add(row)
+                # The ledger points into the shards; the journal keeps the staging paths resume needs.
+                ledger.write(packer.add(row) if packer is not None and row["status"] == "ok" else row)
+        if packer is not None:
+            packer.close()
+    finally:
+        journal.close()
+    quarantined, counts = summary.quarantined, summary.counts()
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "augledger": __version__,
@@ -722,14 +812,14 @@ def materialize(
         "source": {
             "root": str(src.root),
             "images": len(keys),
-            "digest": digest_of_sources([(k, d) for k, d in source_pairs]),
+            "digest": summary.sources_digest(),
             "annotations": str(Path(annotations).resolve()) if annotations else None,
             "annotations_digest": file_digest(Path(annotations).read_bytes()) if annotations else None,
         },
         "counts": counts,
         "quarantined": quarantined,
         "ledger": "ledger.parquet",
-        "shards": shards,
+        "shards": packer.shards if packer is not None else [],
         "started_at": started.isoformat(timespec="seconds"),
         "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - t0, 3),
@@ -739,7 +829,7 @@ def materialize(
     _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
     if options.format == "webdataset" and (state / "staging").exists():
         shutil.rmtree(state / "staging")
-        journal_path.unlink()  # the shards are the outputs now; a rerun rebuilds from scratch
+        journal.path.unlink()  # the shards are the outputs now; a rerun rebuilds from scratch
     log.info(
         "run done: %d outputs, %d quarantined, %.1fs", counts["ok"], len(quarantined), manifest["seconds"]
     )

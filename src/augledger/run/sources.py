@@ -146,5 +146,27 @@ def digest_of_sources(pairs: list[tuple[str, str]]) -> str:
     return sha256_hex(canonical_json(sorted(pairs)))
 
 
+class SourcesDigest:
+    """:func:`digest_of_sources` of pairs fed one by one in sorted order, without holding them."""
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256(b"[")
+        self._last: tuple[str, str] | None = None
+
+    def add(self, key: str, digest: str) -> None:
+        pair = (key, digest)
+        if self._last is not None:
+            if pair <= self._last:
+                raise ValueError(f"pairs must come sorted and unique; {pair} came after {self._last}")
+            self._hash.update(b",")
+        self._hash.update(canonical_json(pair))
+        self._last = pair
+
+    def hexdigest(self) -> str:
+        final = self._hash.copy()
+        final.update(b"]")
+        return "sha256:" + final.hexdigest()
+
+
 def file_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()

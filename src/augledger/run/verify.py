@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import tarfile
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,6 @@ from augledger.run.materialize import (
     build_sample,
     label_fields,
     read_manifest,
-    wds_key,
 )
 from augledger.run.sources import Annotation, file_digest, load_annotations
 from augledger.seeding import seed_for
@@ -53,6 +52,20 @@ class VerifyReport:
         return not self.problems
 
 
+class _OpenShard:
+    """An open tar shard and its member headers (the data is read member by member, on demand)."""
+
+    def __init__(self, name: str, tar: tarfile.TarFile) -> None:
+        self.name, self.tar = name, tar
+        self._members = {info.name: info for info in tar.getmembers()}
+
+    def get(self, member: str) -> tarfile.TarInfo | None:
+        return self._members.get(member)
+
+    def extractfile(self, info: tarfile.TarInfo) -> Any:
+        return self.tar.extractfile(info)
+
+
 class _Dataset:
     """An output folder opened for reading: manifest, ledger, pipeline, source and outputs."""
 
@@ -71,33 +84,37 @@ class _Dataset:
         ann_path = annotations or self.manifest["source"].get("annotations")
         fields = label_fields(self.pipeline.resolved_targets)
         self.annotations: dict[str, Annotation] = load_annotations(Path(ann_path), label_fields=fields) if ann_path else {}
-        self._tars: dict[str, dict[str, bytes]] = {}
+        self._open: _OpenShard | None = None
         self.job = _Job(self.pipeline, str(self.source_root), str(self.out), self.options)
 
     def stored_output(self, row: Mapping[str, Any]) -> bytes | None:
+        """The output's bytes as stored: a file, or a member of a shard (``shards/x.tar#member``)."""
         if self.options.format == "folder":
             path = self.out / row["output_path"]
             return path.read_bytes() if path.is_file() else None
-        base = wds_key(row["key"], row["epoch"])
-        for shard in self.manifest["shards"]:
-            members = self._members(shard["name"])
-            for name, data in members.items():
-                if name.startswith(base + ".") and not name.endswith((".json", ".mask.png")):
-                    return data
-        return None
+        shard_name, _, member = str(row["output_path"]).partition("#")
+        shard = self._shard(shard_name)
+        info = shard.get(member) if shard is not None else None
+        if shard is None or info is None:
+            return None
+        f = shard.extractfile(info)
+        return f.read() if f is not None else None
 
-    def _members(self, shard: str) -> dict[str, bytes]:
-        if shard not in self._tars:
-            members: dict[str, bytes] = {}
-            path = self.out / shard
-            if path.is_file():
-                with tarfile.open(path) as tar:
-                    for info in tar.getmembers():
-                        f = tar.extractfile(info)
-                        if f is not None:
-                            members[info.name] = f.read()
-            self._tars[shard] = members
-        return self._tars[shard]
+    def _shard(self, name: str) -> _OpenShard | None:
+        """The shard ``name``, opened once; rows come in key order, so only the latest stays open."""
+        if self._open is not None and self._open.name == name:
+            return self._open
+        self.close()
+        path = self.out / name
+        if not path.is_file():
+            return None
+        self._open = _OpenShard(name, tarfile.open(path))
+        return self._open
+
+    def close(self) -> None:
+        if self._open is not None:
+            self._open.tar.close()
+            self._open = None
 
     def rederive(self, key: str, epoch: int) -> tuple[bytes, Any]:
         """Re-make one output from the source: ``(encoded bytes, result or None for originals)``."""
@@ -201,7 +218,16 @@ def verify(
         )))
         return report
     rows = [r for r in ds.ledger.rows() if r["status"] == "ok"]
-    for row in _pick(rows, sample):
+    try:
+        # In (key, epoch) order, as stored: each shard is opened once.
+        _check_rows(ds, sorted(_pick(rows, sample), key=lambda r: (r["key"], r["epoch"])), report)
+    finally:
+        ds.close()
+    return report
+
+
+def _check_rows(ds: _Dataset, rows: Iterable[Mapping[str, Any]], report: VerifyReport) -> None:
+    for row in rows:
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
         stored = ds.stored_output(row)
@@ -227,7 +253,6 @@ def verify(
             continue
         if file_digest(encoded) != row["output_digest"]:
             report.problems.append(Problem(key, epoch, "re-derived output differs from the recorded one"))
-    return report
 
 
 def replay_output(
