@@ -154,7 +154,7 @@ class LedgerWriter:
         LedgerError: an unknown column, or a row out of (key, epoch) order or repeating a pair.
     """
 
-    def __init__(self, path: str | Path, header: Mapping[str, Any], *, batch_rows: int = 4096) -> None:
+    def __init__(self, path: str | Path, header: Mapping[str, Any], *, batch_rows: int = 1024) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._meta = {_META_KEY: json.dumps({"format": LEDGER_FORMAT, **dict(header)}, sort_keys=True).encode()}
