@@ -141,6 +141,32 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path: Path, worker
     assert not [p for p in out.rglob("*") if ".tmp-" in p.name]
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_a_killed_worker_ends_the_run_with_a_clear_error_then_resume_completes(tmp_path: Path) -> None:
+    """The OOM killer takes one worker: the run must say so and stop, not wait forever for its chunk."""
+    source = make_source(tmp_path / "src", 60, size=160)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    args = [SCRIPT, "run", str(spec), "--source", str(source), "--copies", "3", "--workers", "2"]
+    subprocess.run([*args, "--out", str(tmp_path / "clean")], check=True, capture_output=True)
+    out = tmp_path / "o"
+    journal = out / ".augledger" / "journal.jsonl"
+    proc = subprocess.Popen([*args, "--out", str(out)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (journal.is_file() and journal.read_bytes().count(b"\n") >= 20):
+        time.sleep(0.005)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert children and proc.poll() is None, "the run finished before a worker could be killed"
+    os.kill(int(children[0]), signal.SIGKILL)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert "a worker process died" in stderr and "run the same command again to resume" in stderr
+    resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert tree_digests(out) == tree_digests(tmp_path / "clean")
+    assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
+
+
 def test_a_failed_write_ends_the_run_and_is_never_journaled(
     pipe: augledger.Pipeline, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

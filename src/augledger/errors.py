@@ -79,5 +79,9 @@ class SourceError(AugLedgerError):
     """A source folder or annotation manifest cannot be read as a whole."""
 
 
+class WorkerError(AugLedgerError):
+    """A worker process of a run died (killed, out of memory, a crash in native code)."""
+
+
 class EnvironmentMismatchWarning(UserWarning):
     """The library versions differ from those a record was made with; bytes may differ."""
