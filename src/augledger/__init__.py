@@ -26,6 +26,7 @@ from augledger.errors import (
     SourceError,
     SpecError,
     UnknownOpError,
+    WorkerError,
 )
 from augledger.pipeline import Pipeline, compile_spec
 from augledger.record import Augmented, Record, sample_digest
@@ -53,6 +54,7 @@ __all__ = [
     "SourceError",
     "SpecError",
     "UnknownOpError",
+    "WorkerError",
     "__version__",
     "compile",
     "compile_spec",
