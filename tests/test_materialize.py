@@ -358,7 +358,9 @@ def test_annotations_move_with_the_image(tmp_path: Path) -> None:
     shard, member = json.loads(a_wds["targets"])["mask"].split("#")
     with tarfile.open(tmp_path / "w" / shard) as tar:
         stored_mask = np.asarray(Image.open(io.BytesIO(tar.extractfile(member).read())))  # type: ignore[union-attr]
+        meta = json.loads(tar.extractfile(member.replace(".mask.png", ".json")).read())  # type: ignore[union-attr]
     assert np.array_equal(stored_mask, out_mask)
+    assert meta["targets"]["mask"] == member  # inside the shard: the sibling member's name
     assert not (tmp_path / "w" / ".augledger" / "staging").exists()
 
 

@@ -237,7 +237,7 @@ def _write_now(path: Path, data: bytes) -> str:
 def _process(job: _Job, task: _Task, write: _Writer = _write_now) -> list[dict[str, Any]]:
     """All outputs of one source image; never raises for a bad sample (it is quarantined).
 
-    Files go through ``write``; digests it defers are filled in by :func:`_run_chunk`.
+    Files go through ``write``; digests it defers are filled in by :func:`_settle`.
     """
     key, fmt = task.key, job.options.image_format
     pipe = job.pipeline
@@ -320,7 +320,8 @@ def _tune_malloc(*, restore: bool = False) -> None:
     (measured here: 256 against 45 faults per image, 15% of the time per image). Fixed, high
     thresholds make the allocator reuse the same memory for every sample; RSS stays at the peak
     working set. Worker processes keep this; an in-process run calls it again with
-    ``restore=True`` to put glibc's starting thresholds (128 KiB) back. A no-op off glibc.
+    ``restore=True`` to put glibc's starting thresholds (128 KiB) back (glibc's moving of them
+    stays off in that process). A no-op off glibc.
     """
     import ctypes
 
@@ -424,10 +425,9 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
     previous_threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
     method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-    # concurrent.futures rather than multiprocessing.Pool: Pool's worker-handler thread wakes on
-    # every result it does not read (measured: ~11% of a core in the main process, taken from the
-    # workers); the executor's one manager thread reads each result as it wakes. It also reports a
-    # dead worker instead of waiting forever for its chunk.
+    # concurrent.futures rather than multiprocessing.Pool: when a worker dies (the OOM killer, a
+    # crash in native code), Pool replaces it and waits forever for the chunk it held; the
+    # executor reports it. (Throughput and the main process's CPU time measured the same.)
     chunks = _chunks(tasks, job.options.chunk_size)
     in_flight: set[Future[list[dict[str, Any]]]] = set()
     try:
@@ -627,14 +627,16 @@ class _ShardPacker:
         image = (self.staging / row["output_path"]).read_bytes()
         ext = Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH else options.image_format
         targets = json.loads(row["targets"] or "null")
-        meta = {"key": key, "epoch": epoch, "seed": row["seed"], "targets": targets}
+        mask = targets.get("mask") if targets else None
+        # The sample's JSON member names its mask by member name, the ledger by shard and member.
+        meta = {"key": key, "epoch": epoch, "seed": row["seed"],
+                "targets": {**targets, "mask": f"{base}.mask.png"} if mask else targets}
         self._add(f"{base}.{ext}", image)
         self._add(f"{base}.json", canonical_json(meta))
-        self._size += len(image)
-        mask = targets.get("mask") if targets else None
         if mask:
             self._add(f"{base}.mask.png", (self.staging / mask).read_bytes())
             targets = {**targets, "mask": f"{where}{base}.mask.png"}
+        self._size += len(image)
         self._count += 1
         return {
             **row,
