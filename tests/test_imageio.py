@@ -106,3 +106,24 @@ def test_damaged_headers_are_quarantined_or_decoded_never_crash(astronaut: np.nd
                 assert image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3
                 outcomes.add("decoded")
     assert "decoded" in outcomes and outcomes & {"corrupt", "not-an-image", "truncated"}
+
+
+def test_16_bit_rgb_png_is_refused_not_silently_reduced(astronaut: np.ndarray) -> None:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", astronaut.astype(np.uint16) * 257)
+    assert ok
+    assert Image.open(io.BytesIO(buf.tobytes())).mode == "RGB"  # what Pillow reports for it
+    with pytest.raises(Quarantined) as info:
+        decode_image(buf.tobytes())
+    assert info.value.reason == "high-bit-depth" and "16-bit RGB PNG" in str(info.value)
+
+
+def test_a_jpeg_with_a_damaged_header_is_corrupt_not_a_non_image(astronaut: np.ndarray) -> None:
+    data = encoded(astronaut, "JPEG")
+    with pytest.raises(Quarantined) as info:
+        decode_image(data[:2] + b"\x00" * 9 + data[11:])
+    assert info.value.reason == "corrupt"
+    with pytest.raises(Quarantined) as info:
+        decode_image(b"GIF87a but not really")
+    assert info.value.reason == "not-an-image"

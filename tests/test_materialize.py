@@ -167,6 +167,69 @@ def test_a_killed_worker_ends_the_run_with_a_clear_error_then_resume_completes(t
     assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
 
 
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="finds the workers through /proc")
+def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
+    """Orphaned workers would go on writing into --out beside a resumed run."""
+    source = make_source(tmp_path / "src", 60, size=160)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    out = tmp_path / "o"
+    journal = out / ".augledger" / "journal.jsonl"
+    proc = subprocess.Popen([SCRIPT, "run", str(spec), "--source", str(source), "--out", str(out), "--copies", "4",
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (journal.is_file() and journal.read_bytes().count(b"\n") >= 20):
+        time.sleep(0.005)
+    workers = [int(pid) for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()]
+    assert workers and proc.poll() is None, "the run finished before it could be killed"
+    proc.kill()  # the main process only
+    proc.wait()
+
+    def alive(pid: int) -> bool:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return False
+        return state not in ("Z", "X")
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(alive(pid) for pid in workers):
+        time.sleep(0.05)
+    assert not any(alive(pid) for pid in workers), "workers outlived the killed run"
+
+
+def test_a_second_run_into_a_busy_folder_is_refused(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    import fcntl
+
+    from augledger import OutputBusy
+
+    out = tmp_path / "o"
+    first = materialize(pipe, source, out)
+    with open(out / ".augledger" / "lock", "a+b") as held:  # what a running run holds
+        fcntl.flock(held.fileno(), fcntl.LOCK_EX)
+        with pytest.raises(OutputBusy, match="another augledger run is writing into"):
+            materialize(pipe, source, out)
+    assert materialize(pipe, source, out).reused == first.manifest["counts"]["outputs"]
+
+
+def test_a_rerun_stopped_half_way_leaves_no_stale_manifest(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    """A finished webdataset folder is rebuilt by a rerun; stopped mid-way, it must not look finished."""
+    out = tmp_path / "o"
+    options = RunOptions(copies=2, format="webdataset")
+    materialize(pipe, source, out, options=options)
+
+    def stop(done: int, total: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        materialize(pipe, source, out, options=options, progress=stop)
+    assert not (out / "manifest.json").exists()
+    with pytest.raises(LedgerError, match=r"has no manifest\.json"):
+        verify(out)
+    materialize(pipe, source, out, options=options)
+    assert verify(out).ok
+
+
 def test_a_failed_write_ends_the_run_and_is_never_journaled(
     pipe: augledger.Pipeline, source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -79,6 +79,10 @@ class SourceError(AugLedgerError):
     """A source folder or annotation manifest cannot be read as a whole."""
 
 
+class OutputBusy(LedgerError):
+    """Another run is writing into the same output folder right now."""
+
+
 class WorkerError(AugLedgerError):
     """A worker process of a run died (killed, out of memory, a crash in native code)."""
 

@@ -224,7 +224,7 @@ def run(
     fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
     image_format: Annotated[str, typer.Option(help="Encoding of augmented images: png or jpg.")] = "png",
     annotations: Annotated[Path | None, typer.Option(help="CSV/JSONL of labels, bboxes, keypoints, masks.")] = None,
-    max_pixels: Annotated[int, typer.Option(help="Refuse larger images (decompression bombs).")] = 178_956_970,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = 178_956_970,
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
     as_json: JsonOpt = False,
 ) -> None:

@@ -79,6 +79,8 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
         try:
             im = Image.open(io.BytesIO(data))
         except UnidentifiedImageError:
+            if data.startswith((_JPEG_START, _PNG_SIGNATURE)):
+                raise Quarantined("corrupt", "starts as a JPEG/PNG but its header cannot be read") from None
             raise Quarantined("not-an-image", "not a decodable image (unknown or corrupt format)") from None
         except Image.DecompressionBombError as exc:
             raise Quarantined("too-large", f"refused as a decompression bomb: {exc}") from None
@@ -94,6 +96,9 @@ def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Decode
             )
         if mode.startswith("I") or mode == "F":
             raise Quarantined("high-bit-depth", f"{mode} (16/32-bit) images are not supported; convert to 8-bit RGB")
+        if data.startswith(_PNG_SIGNATURE) and data[24:25] == b"\x10":
+            # Pillow opens 16-bit RGB(A) PNGs as 8-bit RGB(A), dropping the low byte silently.
+            raise Quarantined("high-bit-depth", f"16-bit {mode} PNG images are not supported; convert to 8-bit RGB")
         try:
             im.load()
         except OSError as exc:

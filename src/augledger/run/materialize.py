@@ -50,7 +50,7 @@ from numpy.typing import NDArray
 from augledger._canonical import canonical_json
 from augledger._version import __version__
 from augledger.env import EnvStamp
-from augledger.errors import FingerprintConflict, LedgerError, SampleError, SourceError, WorkerError
+from augledger.errors import FingerprintConflict, LedgerError, OutputBusy, SampleError, SourceError, WorkerError
 from augledger.ledger import LedgerWriter
 from augledger.pipeline import Pipeline
 from augledger.record import Record, _plain
@@ -91,6 +91,8 @@ class RunOptions:
             raise ValueError(f"format must be 'folder' or 'webdataset'; got {self.format!r}")
         if self.image_format not in ("png", "jpg"):
             raise ValueError(f"image_format must be 'png' or 'jpg'; got {self.image_format!r}")
+        if self.max_pixels < 1:
+            raise ValueError(f"max_pixels must be >= 1; got {self.max_pixels}")
 
     def identity(self) -> dict[str, Any]:
         """The options that change what the folder holds (not how fast it is made)."""
@@ -338,10 +340,31 @@ def _tune_malloc(*, restore: bool = False) -> None:
         log.debug("mallopt refused the thresholds; leaving the allocator as it is")
 
 
-def _init_worker(job: _Job) -> None:
+def _die_with_parent(parent: int) -> None:
+    """Have the kernel kill this worker when the run's main process dies (Linux).
+
+    Otherwise a worker of a killed run lives on, re-parented to init, and goes on writing into
+    the output folder next to a resumed run.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    pr_set_pdeathsig = 1
+    try:
+        ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    except (OSError, AttributeError):
+        log.debug("prctl unavailable; a worker may outlive a killed run")
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _init_worker(job: _Job, parent: int) -> None:
     global _WORKER_JOB
     import cv2
 
+    _die_with_parent(parent)
     _tune_malloc()
     # Shared-nothing workers: one OpenCV thread each, so N workers use N cores without oversubscription.
     cv2.setNumThreads(1)
@@ -432,7 +455,7 @@ def _execute(job: _Job, tasks: Iterable[_Task]) -> Iterator[list[dict[str, Any]]
     in_flight: set[Future[list[dict[str, Any]]]] = set()
     try:
         with ProcessPoolExecutor(
-            job.options.workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(job,)
+            job.options.workers, mp_context=mp.get_context(method), initializer=_init_worker, initargs=(job, os.getpid())
         ) as pool:
 
             def submit_next() -> None:
@@ -730,7 +753,9 @@ def materialize(
 
     Raises:
         FingerprintConflict: ``out`` holds another pipeline version, seed or options.
+        OutputBusy: another run is writing into ``out`` right now.
         SourceError: the source folder or annotations cannot be read as a whole.
+        WorkerError: a worker process died; what finished is kept for a rerun to resume.
     """
     options = options or RunOptions()
     started = datetime.now(timezone.utc)
@@ -751,6 +776,49 @@ def materialize(
     identity = _identity(pipeline, options)
     _claim_folder(out, identity)
     state = out / STATE_DIR
+    lock = _lock_folder(state)
+    try:
+        _claim_folder(out, identity)  # again, under the lock: a run that claimed it at the same time
+        return _run_locked(pipeline, src, out, state, options, ann, keys, annotations, progress, command, started, t0)
+    finally:
+        lock.close()
+
+
+def _lock_folder(state: Path) -> Any:
+    """Hold ``.augledger/lock`` for the run: a second run into the same folder fails at once."""
+    f = open(state / "lock", "a+b")  # closed by the caller
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+        return f
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise OutputBusy(
+            f"another augledger run is writing into {str(state.parent)!r} right now; wait for it to finish "
+            "(or stop it), then run again to resume"
+        ) from None
+    return f
+
+
+def _run_locked(
+    pipeline: Pipeline,
+    src: FolderSource,
+    out: Path,
+    state: Path,
+    options: RunOptions,
+    ann: Mapping[str, Annotation],
+    keys: list[str],
+    annotations: str | Path | None,
+    progress: Callable[[int, int], None] | None,
+    command: Sequence[str] | None,
+    started: datetime,
+    t0: float,
+) -> RunResult:
+    # A folder is finished only while it has a manifest: a rerun that is stopped half-way (say,
+    # while re-packing shards) must not leave the previous manifest describing a changed folder.
+    (out / "manifest.json").unlink(missing_ok=True)
     write_root = state / "staging" if options.format == "webdataset" else out
     removed = _clean_temporaries(out)
     if removed:
