@@ -415,6 +415,12 @@ def test_annotations_move_with_the_image(tmp_path: Path) -> None:
     report = verify(tmp_path / "o")
     assert report.ok, report.problems
 
+    # Edited annotations make another dataset: a rerun into the same folder is refused, not reused.
+    ann.write_text(ann.read_text().replace('"label": "cat"', '"label": "lynx"'))
+    with pytest.raises(FingerprintConflict, match=r"annotations: folder has 'sha256:"):
+        materialize(pipe, src, tmp_path / "o", options=RunOptions(copies=1), annotations=ann)
+    ann.write_text(ann.read_text().replace('"label": "lynx"', '"label": "cat"'))
+
     # As WebDataset shards, the ledger's mask path names the shard member that holds it.
     materialize(pipe, src, tmp_path / "w", options=RunOptions(copies=1, format="webdataset"), annotations=ann)
     a_wds = next(r for r in read_ledger(tmp_path / "w").rows() if r["key"] == "a.png")

@@ -19,8 +19,8 @@ How the promises are kept:
   it; the main process then appends the file's row to the journal. On restart, journal rows whose
   source and output still match their digests are kept, everything else is redone (identically).
   A killed run restarted with the same command ends with the files and ledger of an uninterrupted run.
-* **One version per folder.** ``.augledger/run.json`` names the fingerprint, seed and options; a
-  run with anything else refuses (:class:`~augledger.errors.FingerprintConflict`).
+* **One version per folder.** ``.augledger/run.json`` names the fingerprint, seed, options and
+  annotations digest; a run with anything else refuses (:class:`~augledger.errors.FingerprintConflict`).
 * **Bad input is quarantined.** A sample that cannot be read, decoded, annotated or encoded gets
   a ``quarantined`` row with its reason and the run goes on.
 """
@@ -500,8 +500,10 @@ def _import_ledger_backend() -> None:
         log.debug("pre-importing the ledger backend failed", exc_info=True)
 
 
-def _identity(pipe: Pipeline, options: RunOptions) -> dict[str, Any]:
-    return {"fingerprint": pipe.fingerprint, "seed": pipe.seed, "options": options.identity()}
+def _identity(pipe: Pipeline, options: RunOptions, annotations_digest: str | None) -> dict[str, Any]:
+    # The annotations' digest too: outputs of edited boxes or labels must not be reused silently.
+    return {"fingerprint": pipe.fingerprint, "seed": pipe.seed, "options": options.identity(),
+            "annotations": annotations_digest}
 
 
 def _claim_folder(out: Path, identity: dict[str, Any]) -> None:
@@ -741,8 +743,8 @@ def materialize(
     Args:
         pipeline: the compiled pipeline.
         source: folder of images; keys are paths relative to it.
-        out: output folder: new, empty, or one made earlier by the same pipeline, seed and options
-            (then the run resumes and only redoes what is missing or no longer verifies).
+        out: output folder: new, empty, or one made earlier by the same pipeline, seed, options and
+            annotations (then the run resumes and only redoes what is missing or no longer verifies).
         options: copies, workers, format, ... (:class:`RunOptions`).
         annotations: optional CSV/JSONL manifest of labels, boxes, keypoints and masks.
         progress: called with (outputs done, outputs total) as work completes.
@@ -752,7 +754,7 @@ def materialize(
         :class:`RunResult`; ``exit_code`` is 0, or :data:`EXIT_QUARANTINED` if samples were quarantined.
 
     Raises:
-        FingerprintConflict: ``out`` holds another pipeline version, seed or options.
+        FingerprintConflict: ``out`` holds another pipeline version, seed, options or annotations.
         OutputBusy: another run is writing into ``out`` right now.
         SourceError: the source folder or annotations cannot be read as a whole.
         WorkerError: a worker process died; what finished is kept for a rerun to resume.
@@ -773,13 +775,16 @@ def materialize(
     keys = src.keys()
     if not keys and not ann:
         raise SourceError(f"no images found under {str(src.root)!r} (extensions: .jpg .jpeg .png .bmp .tif .tiff .webp .gif)")
-    identity = _identity(pipeline, options)
+    ann_digest = file_digest(Path(annotations).read_bytes()) if annotations else None
+    identity = _identity(pipeline, options, ann_digest)
     _claim_folder(out, identity)
     state = out / STATE_DIR
     lock = _lock_folder(state)
     try:
         _claim_folder(out, identity)  # again, under the lock: a run that claimed it at the same time
-        return _run_locked(pipeline, src, out, state, options, ann, keys, annotations, progress, command, started, t0)
+        return _run_locked(
+            pipeline, src, out, state, options, ann, keys, annotations, ann_digest, progress, command, started, t0
+        )
     finally:
         lock.close()
 
@@ -811,6 +816,7 @@ def _run_locked(
     ann: Mapping[str, Annotation],
     keys: list[str],
     annotations: str | Path | None,
+    ann_digest: str | None,
     progress: Callable[[int, int], None] | None,
     command: Sequence[str] | None,
     started: datetime,
@@ -903,7 +909,7 @@ def _run_locked(
             "images": len(keys),
             "digest": summary.sources_digest(),
             "annotations": str(Path(annotations).resolve()) if annotations else None,
-            "annotations_digest": file_digest(Path(annotations).read_bytes()) if annotations else None,
+            "annotations_digest": ann_digest,
         },
         "counts": counts,
         "quarantined": quarantined,
