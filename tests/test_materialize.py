@@ -415,6 +415,17 @@ def test_annotations_move_with_the_image(tmp_path: Path) -> None:
     report = verify(tmp_path / "o")
     assert report.ok, report.problems
 
+    # Annotations moved since the run: verify and replay take their new place.
+    moved = tmp_path / "moved.jsonl"
+    shutil.copy(ann, moved)
+    ann.rename(tmp_path / "gone.jsonl")
+    for argv in (["verify", str(tmp_path / "o")], ["replay", str(tmp_path / "o"), "a.png"]):
+        lost = subprocess.run([SCRIPT, *argv], capture_output=True, text=True)
+        assert lost.returncode == 1 and "does not exist" in lost.stderr, lost.stderr
+        found = subprocess.run([SCRIPT, *argv, "--annotations", str(moved)], capture_output=True, text=True)
+        assert found.returncode == 0, found.stderr
+    (tmp_path / "gone.jsonl").rename(ann)
+
     # Edited annotations make another dataset: a rerun into the same folder is refused, not reused.
     ann.write_text(ann.read_text().replace('"label": "cat"', '"label": "lynx"'))
     with pytest.raises(FingerprintConflict, match=r"annotations: folder has 'sha256:"):
@@ -525,6 +536,18 @@ def test_webdataset_shards_read_by_webdataset_and_tarfile(pipe: augledger.Pipeli
     report = verify(tmp_path / "a")
     assert [(p.key, p.epoch) for p in report.problems] == [(victim["key"], victim["epoch"])]
     assert "was modified since the run" in report.problems[0].message
+
+
+def test_a_symlink_loop_in_the_source_is_read_once(tmp_path: Path) -> None:
+    from augledger.run.sources import FolderSource
+
+    source = make_source(tmp_path / "src", 6)
+    (source / "class0" / "loop").symlink_to("..", target_is_directory=True)
+    (source / "elsewhere").symlink_to(make_source(tmp_path / "other", 2), target_is_directory=True)
+    keys = FolderSource(source).keys()
+    assert len(keys) == 8 and len(set(keys)) == 8
+    assert not [k for k in keys if "loop" in k]
+    assert sum(k.startswith("elsewhere/") for k in keys) == 2  # a link to another folder is followed
 
 
 def test_out_inside_source_is_refused(pipe: augledger.Pipeline, source: Path) -> None:

@@ -275,12 +275,13 @@ def verify_cmd(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder of `augledger run`.", show_default=False)],
     sample: Annotated[int | None, typer.Option("--sample", min=1, help="Check N outputs (deterministic spread).")] = None,
     source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="Annotations file, if it moved since the run.")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Re-derive outputs from the source and the ledger and compare digests. Exit 0 only if all match."""
     from augledger.run.verify import verify
 
-    report = verify(out, sample=sample, source=source)
+    report = verify(out, sample=sample, source=source, annotations=annotations)
     if as_json:
         typer.echo(json.dumps({"ok": report.ok, "checked": report.checked, "env_differences": report.env_differences,
                                "problems": [p.__dict__ for p in report.problems]}))
@@ -304,11 +305,12 @@ def replay_cmd(
     copy: Annotated[int, typer.Option("--copy", "--epoch", help="Copy index (-1: the original).")] = 0,
     output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reproduced file here.")] = None,
     source: Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.")] = None,
+    annotations: Annotated[Path | None, typer.Option(help="Annotations file, if it moved since the run.")] = None,
 ) -> None:
     """Reproduce one output byte for byte from the source and print the params it received."""
     from augledger.run.verify import replay_output
 
-    encoded, row, ops = replay_output(out, key, copy, source=source)
+    encoded, row, ops = replay_output(out, key, copy, source=source, annotations=annotations)
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(encoded)

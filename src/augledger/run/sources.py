@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from typing import Any
 
 from augledger._canonical import canonical_json, sha256_hex
 from augledger.errors import SourceError
+
+log = logging.getLogger(__name__)
 
 __all__ = ["IMAGE_EXTENSIONS", "Annotation", "FolderSource", "load_annotations"]
 
@@ -67,12 +70,20 @@ class FolderSource:
                 keys.append(path.relative_to(self.root).as_posix())
         return sorted(keys)
 
-    def _walk(self, folder: Path) -> Iterator[Path]:
+    def _walk(self, folder: Path, seen: set[Path] | None = None) -> Iterator[Path]:
+        # Symlinked folders are followed, each real folder once: a link back up the tree would
+        # otherwise repeat every image under ever longer keys.
+        seen = {folder.resolve()} if seen is None else seen
         for entry in sorted(folder.iterdir()):
             if entry.name.startswith("."):
                 continue
             if entry.is_dir():
-                yield from self._walk(entry)
+                real = entry.resolve()
+                if real in seen:
+                    log.warning("skipping %s: it leads to a folder already read (%s)", entry, real)
+                    continue
+                seen.add(real)
+                yield from self._walk(entry, seen)
             elif entry.is_file():
                 yield entry
 

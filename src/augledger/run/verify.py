@@ -256,14 +256,19 @@ def _check_rows(ds: _Dataset, rows: Iterable[Mapping[str, Any]], report: VerifyR
 
 
 def replay_output(
-    out: str | Path, key: str, epoch: int = 0, *, source: str | Path | None = None
+    out: str | Path,
+    key: str,
+    epoch: int = 0,
+    *,
+    source: str | Path | None = None,
+    annotations: str | Path | None = None,
 ) -> tuple[bytes, dict[str, Any], list[dict[str, Any]]]:
     """Reproduce one output: ``(encoded bytes, its ledger row, the params applied)``.
 
     Raises:
         LedgerError: the ledger has no such output, or the reproduction does not match it.
     """
-    ds = _Dataset(out, source)
+    ds = _Dataset(out, source, annotations)
     rows = ds.ledger.find(key, epoch)
     if not rows:
         epochs = sorted(r["epoch"] for r in ds.ledger.find(key))
