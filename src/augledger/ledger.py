@@ -76,15 +76,13 @@ def _pa() -> Any:
     return pyarrow
 
 
-def _schema(header: Mapping[str, Any] | None) -> Any:
+def _schema() -> Any:
     pa = _pa()
     required = ("key", "epoch", "status")
-    fields = [pa.field(name, getattr(pa, kind)(), nullable=name not in required) for name, kind in COLUMNS.items()]
-    meta = {_META_KEY: json.dumps(dict(header), sort_keys=True).encode()} if header is not None else None
-    return pa.schema(fields, metadata=meta)
+    return pa.schema([pa.field(name, getattr(pa, kind)(), nullable=name not in required) for name, kind in COLUMNS.items()])
 
 
-def _table(rows: Sequence[Mapping[str, Any]], header: Mapping[str, Any] | None) -> Any:
+def _table(rows: Sequence[Mapping[str, Any]]) -> Any:
     """Build the Arrow table of ``rows`` by parsing them as JSON lines against the ledger schema.
 
     Arrow's JSON reader is used instead of ``Table.from_pydict`` because every Python-to-Arrow
@@ -94,7 +92,7 @@ def _table(rows: Sequence[Mapping[str, Any]], header: Mapping[str, Any] | None) 
     import pyarrow as pa
     import pyarrow.json as pj
 
-    schema = _schema(header)
+    schema = _schema()
     if not rows:
         return schema.empty_table()
     lines = [json.dumps({name: row.get(name) for name in COLUMNS}, ensure_ascii=False) for row in rows]
@@ -177,7 +175,7 @@ class LedgerWriter:
     def _flush(self) -> None:
         import pyarrow.parquet as pq
 
-        table = _table(self._batch, None).replace_schema_metadata(self._meta)
+        table = _table(self._batch).replace_schema_metadata(self._meta)
         if self._writer is None:
             self._writer = pq.ParquetWriter(self._tmp, table.schema)
         self._writer.write_table(table)

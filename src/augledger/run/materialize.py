@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -228,7 +229,7 @@ def _row(key: str, epoch: int, seed: str | None, **values: Any) -> dict[str, Any
 _Writer = Callable[[Path, bytes], "str | Future[str]"]
 
 
-_PENDING = "_pending_write"  # a row's other deferred file (a mask); removed by _settle
+_PENDING = "_pending_write"  # a deferred write whose digest the row already has (an original, a mask)
 
 
 def _write_now(path: Path, data: bytes) -> str:
@@ -272,9 +273,12 @@ def _process(job: _Job, task: _Task, write: _Writer = _write_now) -> list[dict[s
     note = f"converted {decoded.conversion}" if decoded.conversion else None
     if task.original:
         rel = output_name(key, ORIGINAL_EPOCH, fmt)
-        targets = _targets_json({}, task.annotation, None)
-        rows.append(_row(key, ORIGINAL_EPOCH, None, ops="[]", targets=targets, source_digest=src,
-                         output_path=rel, output_digest=write(Path(job.write_root, rel), data)))
+        written = write(Path(job.write_root, rel), data)
+        row = _row(key, ORIGINAL_EPOCH, None, ops="[]", targets=_targets_json({}, task.annotation, None),
+                   source_digest=src, output_path=rel, output_digest=src)  # the same bytes: no second hash
+        if isinstance(written, Future):
+            row[_PENDING] = written
+        rows.append(row)
     for epoch in task.epochs:
         try:
             encoded, result, mask_bytes = augment_one(job, sample, key, epoch)
@@ -779,156 +783,136 @@ def materialize(
     identity = _identity(pipeline, options, ann_digest)
     _claim_folder(out, identity)
     state = out / STATE_DIR
-    lock = _lock_folder(state)
-    try:
+    with _locked(state):
         _claim_folder(out, identity)  # again, under the lock: a run that claimed it at the same time
-        return _run_locked(
-            pipeline, src, out, state, options, ann, keys, annotations, ann_digest, progress, command, started, t0
-        )
-    finally:
-        lock.close()
+        # A folder is finished only while it has a manifest: a rerun that is stopped half-way (say,
+        # while re-packing shards) must not leave the previous manifest describing a changed folder.
+        (out / "manifest.json").unlink(missing_ok=True)
+        write_root = state / "staging" if options.format == "webdataset" else out
+        removed = _clean_temporaries(out)
+        if removed:
+            log.info("removed %d temporary files left by an interrupted run", removed)
 
+        epochs = tuple(range(options.copies))
+        wanted_epochs = ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs
+        n_expected = len(keys) * len(wanted_epochs)
+        key_set, epoch_set = set(keys), set(wanted_epochs)
+        journal = _Journal(state / "journal.jsonl")
+        digest_cache: dict[str, str | None] = {}
+        # (key, epoch) -> journal offset of its row, for every output that is complete and verified.
+        done: dict[tuple[str, int], int] = {}
+        try:
+            previous = journal.open()
+            for pair, offset in previous.items():
+                if pair[0] in key_set and pair[1] in epoch_set and _still_valid(journal.row(offset), src, write_root, digest_cache):
+                    done[pair] = offset
+            reused = len(done)
+            if previous:
+                log.info("resuming: %d of %d outputs already complete and verified", reused, n_expected)
+            del previous, digest_cache
 
-def _lock_folder(state: Path) -> Any:
-    """Hold ``.augledger/lock`` for the run: a second run into the same folder fails at once."""
-    f = open(state / "lock", "a+b")  # closed by the caller
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - not POSIX: no lock, as before
-        return f
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
-        raise OutputBusy(
-            f"another augledger run is writing into {str(state.parent)!r} right now; wait for it to finish "
-            "(or stop it), then run again to resume"
-        ) from None
-    return f
+            def tasks() -> Iterator[_Task]:
+                for key in keys:
+                    todo = tuple(e for e in epochs if (key, e) not in done)
+                    original = options.include_original and (key, ORIGINAL_EPOCH) not in done
+                    if todo or original:
+                        yield _Task(key, todo, original, ann.get(key))
 
+            job = _Job(pipeline, str(src.root), str(write_root), options)
+            n_done = len(done)
+            for rows in _execute(job, tasks()):
+                for row in rows:
+                    done[(row["key"], row["epoch"])] = journal.append(row)
+                journal.flush()
+                n_done += len(rows)
+                if progress is not None:
+                    progress(n_done, n_expected)
 
-def _run_locked(
-    pipeline: Pipeline,
-    src: FolderSource,
-    out: Path,
-    state: Path,
-    options: RunOptions,
-    ann: Mapping[str, Annotation],
-    keys: list[str],
-    annotations: str | Path | None,
-    ann_digest: str | None,
-    progress: Callable[[int, int], None] | None,
-    command: Sequence[str] | None,
-    started: datetime,
-    t0: float,
-) -> RunResult:
-    # A folder is finished only while it has a manifest: a rerun that is stopped half-way (say,
-    # while re-packing shards) must not leave the previous manifest describing a changed folder.
-    (out / "manifest.json").unlink(missing_ok=True)
-    write_root = state / "staging" if options.format == "webdataset" else out
-    removed = _clean_temporaries(out)
-    if removed:
-        log.info("removed %d temporary files left by an interrupted run", removed)
+            # Manifest keys that name no image file: nothing can be made from them, and nothing is dropped silently.
+            for key in sorted(set(ann) - key_set):
+                for e in wanted_epochs:
+                    seed = None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}"
+                    done[(key, e)] = journal.append(
+                        _row(key, e, seed, status="quarantined", error="missing-image: listed in the annotations but no such file")
+                    )
 
-    epochs = tuple(range(options.copies))
-    wanted_epochs = ((ORIGINAL_EPOCH,) if options.include_original else ()) + epochs
-    n_expected = len(keys) * len(wanted_epochs)
-    key_set, epoch_set = set(keys), set(wanted_epochs)
-    journal = _Journal(state / "journal.jsonl")
-    digest_cache: dict[str, str | None] = {}
-    # (key, epoch) -> journal offset of its row, for every output that is complete and verified.
-    done: dict[tuple[str, int], int] = {}
-    try:
-        previous = journal.open()
-        for pair, offset in previous.items():
-            if pair[0] in key_set and pair[1] in epoch_set and _still_valid(journal.row(offset), src, write_root, digest_cache):
-                done[pair] = offset
-        reused = len(done)
-        if previous:
-            log.info("resuming: %d of %d outputs already complete and verified", reused, n_expected)
-        del previous, digest_cache
-
-        def tasks() -> Iterator[_Task]:
-            for key in keys:
-                todo = tuple(e for e in epochs if (key, e) not in done)
-                original = options.include_original and (key, ORIGINAL_EPOCH) not in done
-                if todo or original:
-                    yield _Task(key, todo, original, ann.get(key))
-
-        job = _Job(pipeline, str(src.root), str(write_root), options)
-        n_done = len(done)
-        for rows in _execute(job, tasks()):
-            for row in rows:
-                done[(row["key"], row["epoch"])] = journal.append(row)
-            journal.flush()
-            n_done += len(rows)
-            if progress is not None:
-                progress(n_done, n_expected)
-
-        # Manifest keys that name no image file: nothing can be made from them, and nothing is dropped silently.
-        for key in sorted(set(ann) - key_set):
-            for e in wanted_epochs:
-                seed = None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}"
-                done[(key, e)] = journal.append(
-                    _row(key, e, seed, status="quarantined", error="missing-image: listed in the annotations but no such file")
-                )
-
-        header = {
-            "kind": "offline",
+            header = {
+                "kind": "offline",
+                "fingerprint": pipeline.fingerprint,
+                "seed": pipeline.seed,
+                "resolved_spec": pipeline.resolved_spec,
+                "env": EnvStamp.current().to_dict(),
+                "options": options.identity(),
+            }
+            summary = _Summary()
+            packer = _ShardPacker(write_root, out, options) if options.format == "webdataset" else None
+            # Rows stream from the journal in (key, epoch) order into the ledger (and the shards).
+            with LedgerWriter(out / "ledger.parquet", header) as ledger:
+                for pair in sorted(done):
+                    row = journal.row(done[pair])
+                    summary.add(row)
+                    # The ledger points into the shards; the journal keeps the staging paths resume needs.
+                    ledger.write(packer.add(row) if packer is not None and row["status"] == "ok" else row)
+            if packer is not None:
+                packer.close()
+        finally:
+            journal.close()
+        quarantined, counts = summary.quarantined, summary.counts()
+        manifest: dict[str, Any] = {
+            "format": MANIFEST_FORMAT,
+            "augledger": __version__,
             "fingerprint": pipeline.fingerprint,
             "seed": pipeline.seed,
+            "name": pipeline.name,
             "resolved_spec": pipeline.resolved_spec,
-            "env": EnvStamp.current().to_dict(),
+            "env": header["env"],
             "options": options.identity(),
+            "source": {
+                "root": str(src.root),
+                "images": len(keys),
+                "digest": summary.sources_digest(),
+                "annotations": str(Path(annotations).resolve()) if annotations else None,
+                "annotations_digest": ann_digest,
+            },
+            "counts": counts,
+            "quarantined": quarantined,
+            "ledger": "ledger.parquet",
+            "shards": packer.shards if packer is not None else [],
+            "started_at": started.isoformat(timespec="seconds"),
+            "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "command": list(command) if command is not None else sys.argv,
+            "workers": options.workers,
         }
-        summary = _Summary()
-        packer = _ShardPacker(write_root, out, options) if options.format == "webdataset" else None
-        # Rows stream from the journal in (key, epoch) order into the ledger (and the shards).
-        with LedgerWriter(out / "ledger.parquet", header) as ledger:
-            for pair in sorted(done):
-                row = journal.row(done[pair])
-                summary.add(row)
-                # The ledger points into the shards; the journal keeps the staging paths resume needs.
-                ledger.write(packer.add(row) if packer is not None and row["status"] == "ok" else row)
-        if packer is not None:
-            packer.close()
-    finally:
-        journal.close()
-    quarantined, counts = summary.quarantined, summary.counts()
-    manifest: dict[str, Any] = {
-        "format": MANIFEST_FORMAT,
-        "augledger": __version__,
-        "fingerprint": pipeline.fingerprint,
-        "seed": pipeline.seed,
-        "name": pipeline.name,
-        "resolved_spec": pipeline.resolved_spec,
-        "env": header["env"],
-        "options": options.identity(),
-        "source": {
-            "root": str(src.root),
-            "images": len(keys),
-            "digest": summary.sources_digest(),
-            "annotations": str(Path(annotations).resolve()) if annotations else None,
-            "annotations_digest": ann_digest,
-        },
-        "counts": counts,
-        "quarantined": quarantined,
-        "ledger": "ledger.parquet",
-        "shards": packer.shards if packer is not None else [],
-        "started_at": started.isoformat(timespec="seconds"),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "seconds": round(time.perf_counter() - t0, 3),
-        "command": list(command) if command is not None else sys.argv,
-        "workers": options.workers,
-    }
-    _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
-    if options.format == "webdataset" and (state / "staging").exists():
-        shutil.rmtree(state / "staging")
-        journal.path.unlink()  # the shards are the outputs now; a rerun rebuilds from scratch
-    log.info(
-        "run done: %d outputs, %d quarantined, %.1fs", counts["ok"], len(quarantined), manifest["seconds"]
-    )
-    return RunResult(out, manifest, quarantined, reused=reused)
+        _atomic_write(out / "manifest.json", json.dumps(manifest, indent=2, sort_keys=True).encode())
+        if options.format == "webdataset" and (state / "staging").exists():
+            shutil.rmtree(state / "staging")
+            journal.path.unlink()  # the shards are the outputs now; a rerun rebuilds from scratch
+        log.info(
+            "run done: %d outputs, %d quarantined, %.1fs", counts["ok"], len(quarantined), manifest["seconds"]
+        )
+        return RunResult(out, manifest, quarantined, reused=reused)
+
+
+@contextmanager
+def _locked(state: Path) -> Iterator[None]:
+    """Hold ``.augledger/lock`` for the run: a second run into the same folder fails at once."""
+    with open(state / "lock", "a+b") as f:
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock
+            yield
+            return
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise OutputBusy(
+                f"another augledger run is writing into {str(state.parent)!r} right now; wait for it to finish "
+                "(or stop it), then run again to resume"
+            ) from None
+        yield
+
+
 
 
 def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
