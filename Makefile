@@ -4,10 +4,10 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-EXTRAS := image,cli,torch,webdataset,test
+EXTRAS := image,torch,webdataset,test
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-slow lint typecheck bench clean
+.PHONY: venv demo test lint typecheck bench clean
 
 $(STAMP): pyproject.toml constraints/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,13 +27,9 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-## make test: lint, strict typing, and every test not marked slow
+## make test: lint, strict typing, and the whole test suite
 test: lint typecheck
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m "not slow" tests
-
-## make test-slow: the long end-to-end tests
-test-slow: $(STAMP)
-	$(PY) -m pytest -q -n $(PYTEST_WORKERS) -m slow tests
+	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/overhead.py

@@ -94,7 +94,8 @@ def child_naive(source: Path, out: Path, seed: int) -> dict[str, Any]:
 
 def child_run(source: Path, out: Path, workers: int, seed: int) -> dict[str, Any]:
     import augledger
-    from augledger.run.materialize import RunOptions, materialize
+    from augledger.run.materialize import materialize
+    from augledger.run.options import RunOptions
 
     pipe = augledger.compile(augledger.parse_spec(spec(TILE, name="bench-materialize", seed=seed)))
     started = time.perf_counter()

@@ -294,9 +294,9 @@ def test_golden_outputs(astronaut: np.ndarray) -> None:
     """Output bytes for the golden spec are pinned for the environment stamp they were made under."""
     golden = json.loads((GOLDEN / "outputs_v1.json").read_text())
     recorded_env = EnvStamp.from_dict(golden["env"])
-    # Pixels depend on the kernels and the RNG, not on Pillow (unused here) or augledger's version.
+    # Pixels depend on the kernels and the RNG, not on the file decoders (unused here) or augledger's version.
     differences = recorded_env.differences(EnvStamp.current())
-    diff = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in differences.items() if k not in ("pillow", "augledger"))
+    diff = "; ".join(f"{k} {a} -> {b}" for k, (a, b) in differences.items() if k not in ("pillow", "simplejpeg", "augledger"))
     if diff:
         pytest.skip(f"golden outputs were recorded under another environment ({diff})")
     pipe = augledger.compile(augledger.load_spec(GOLDEN / "spec_v1.yaml"))

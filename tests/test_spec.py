@@ -196,7 +196,17 @@ def test_missing_file_and_non_mapping() -> None:
     with pytest.raises(SpecError, match=r"spec file 'nope\.yaml' does not exist"):
         augledger.load_spec("nope.yaml")
     with pytest.raises(SpecError, match=r"must be a mapping"):
-        augledger.load_spec("- a\n- b\n")
+        augledger.loads_spec("- a\n- b\n")
+    with pytest.raises(SpecError, match=r"load_spec takes a file path; .* use augledger\.loads_spec\(text\)"):
+        augledger.load_spec("schema: 1\nname: t\nops: [{op: Blur}]\n")
+
+
+def test_loads_spec_reads_yaml_and_strict_json() -> None:
+    text = '{"schema": 1, "name": "t", "ops": [{"op": "Blur"}]}'
+    assert augledger.loads_spec(text) == augledger.loads_spec(text, format="json")
+    assert augledger.loads_spec("schema: 1\nname: t\nops: [{op: Blur}]\n").name == "t"
+    with pytest.raises(SpecError, match="is not valid JSON"):
+        augledger.loads_spec("schema: 1", format="json")
 
 
 def test_spec_files_must_be_yaml_or_json(tmp_path: Path) -> None:
@@ -216,9 +226,31 @@ def test_schema_version_is_required() -> None:
         augledger.parse_spec({"schema": 2, "name": "t", "ops": [{"op": "Blur"}]})
 
 
-def test_json_schema_lists_allowed_ops() -> None:
-    from augledger.spec import spec_json_schema
+def test_json_schema_lists_allowed_ops_modalities_and_targets() -> None:
+    from augledger.ops.registry import spec_json_schema
 
     schema = spec_json_schema()
     enum = schema["$defs"]["OpSpec"]["properties"]["op"]["enum"]
     assert "Affine" in enum and "albumentations.Affine" in enum and "Lambda" not in enum
+    assert schema["properties"]["modality"]["enum"] == ["image"]
+    image = next(b for b in schema["allOf"] if b["if"]["properties"]["modality"]["const"] == "image")
+    targets = image["then"]["properties"]["targets"]
+    assert "$ref" not in json.dumps(targets)  # nested anywhere, it must stand alone
+    assert targets["properties"]["bboxes"]["anyOf"][0]["properties"]["format"]["enum"][0] == "pascal_voc"
+
+
+def test_unknown_modality_names_the_field_and_the_choices() -> None:
+    with pytest.raises(SpecError, match=r"modality: unknown modality 'imge'; did you mean 'image'\?"):
+        augledger.compile(augledger.parse_spec({**STANDARD_SPEC, "modality": "imge"}))
+    with pytest.raises(SpecError, match=r"modality: String should match pattern"):
+        augledger.parse_spec({**STANDARD_SPEC, "modality": "../image"})
+
+
+def test_targets_are_validated_by_the_backend_with_locations() -> None:
+    bad = {**STANDARD_SPEC, "targets": {"bboxes": {"fromat": "coco"}}}
+    with pytest.raises(SpecError) as info:
+        augledger.compile(augledger.parse_spec(bad))
+    message = str(info.value)
+    assert "targets.bboxes.fromat: unknown key; did you mean 'format'?" in message
+    assert "targets.bboxes.format: required key is missing" in message
+    assert info.value.location.startswith("targets.bboxes")

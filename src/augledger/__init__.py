@@ -19,22 +19,27 @@ from augledger.errors import (
     BackendError,
     EnvironmentMismatchWarning,
     FingerprintConflict,
+    Interrupted,
     LedgerError,
+    LoaderError,
     OutputBusy,
     ParamError,
+    Quarantined,
     ReplayMismatch,
     SampleError,
     SourceError,
     SpecError,
     UnknownOpError,
+    UnsafePath,
     WorkerError,
 )
 from augledger.pipeline import Pipeline, compile_spec
 from augledger.record import Augmented, Record, sample_digest
 from augledger.seeding import seed_for
-from augledger.spec import OpSpec, PipelineSpec, load_spec, parse_spec
+from augledger.spec import OpSpec, PipelineSpec, load_spec, loads_spec, parse_spec
 
-#: ``augledger.compile(spec)``: the short name the docs use for :func:`compile_spec`.
+#: ``augledger.compile(spec)``: the short name the docs use for :func:`compile_spec`. Not in
+#: ``__all__``: ``from augledger import *`` must not shadow the builtin ``compile``.
 compile = compile_spec
 
 __all__ = [
@@ -44,31 +49,36 @@ __all__ = [
     "EnvStamp",
     "EnvironmentMismatchWarning",
     "FingerprintConflict",
+    "Interrupted",
     "LedgerError",
+    "LoaderError",
     "OpSpec",
     "OutputBusy",
     "ParamError",
     "Pipeline",
     "PipelineSpec",
+    "Quarantined",
     "Record",
     "ReplayMismatch",
     "SampleError",
     "SourceError",
     "SpecError",
     "UnknownOpError",
+    "UnsafePath",
     "WorkerError",
     "__version__",
-    "compile",
     "compile_spec",
     "load_spec",
+    "loads_spec",
     "parse_spec",
     "sample_digest",
     "seed_for",
 ]
 
+# Reprs, tracebacks and docs show the public path (augledger.Pipeline), not the defining module.
 for _name in __all__:
     _obj = globals()[_name]
-    if hasattr(_obj, "__module__") and getattr(_obj, "__module__", "").startswith("augledger."):
+    if getattr(_obj, "__module__", "").startswith("augledger."):
         try:
             _obj.__module__ = "augledger"
         except (AttributeError, TypeError):

@@ -30,13 +30,19 @@ class EnvStamp:
     backends: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def current(cls, *, image: bool = True) -> EnvStamp:
-        """The stamp of this process. ``image=True`` includes Albumentations, albucore and OpenCV."""
+    def current(cls, modality: str | None = "image") -> EnvStamp:
+        """The stamp of this process: core versions, plus the libraries of ``modality``'s op backend
+        and codec (for images: Albumentations, albucore, OpenCV, Pillow, simplejpeg); ``None`` for
+        the core alone."""
         backends: dict[str, str] = {}
-        if image:
-            from augledger.ops.image import backend_versions
+        if modality is not None:
+            from augledger.io.codecs import find_codec
+            from augledger.ops.registry import get_backend
 
-            backends.update(backend_versions())
+            backends.update(get_backend(modality).versions())
+            codec = find_codec(modality)
+            if codec is not None:
+                backends.update(codec.versions())
         return cls(
             augledger=__version__,
             python=platform.python_version(),

@@ -1,18 +1,24 @@
-"""The augledger exception tree.
+"""The augledger exception tree: every error augledger raises on purpose, in one module.
 
-Every error raised on purpose by augledger derives from :class:`AugLedgerError`, so callers can
-catch one type. Messages name the location, what was expected, what was given, and a fix::
+Every error derives from :class:`AugLedgerError`, so callers can catch one type. Messages name the
+location, what was expected, what was given, and a fix::
 
     AugLedgerError
     ├── SpecError                 the spec file or object is invalid
     │   ├── UnknownOpError        an op name that is not on the allowlist
     │   └── ParamError            a param of a known op is misspelled or has a bad value
     ├── SampleError               a sample handed to a pipeline does not match the spec's targets
+    ├── LoaderError               a data-loading setup that cannot be deterministic (online)
+    ├── Quarantined               one input cannot be used; ``reason`` is a short code (bulk runs)
+    ├── UnsafePath                a path leaves the folder it must stay in (``../``, absolute, symlink)
     ├── BackendError              an optional backend is missing (with the pip install hint)
     ├── ReplayMismatch            a replay did not reproduce what the record says
     ├── LedgerError               a ledger or output folder is unreadable or inconsistent
-    │   └── FingerprintConflict   an output folder holds a different pipeline version
-    └── SourceError               a source folder or annotation manifest cannot be read
+    │   ├── FingerprintConflict   an output folder holds a different pipeline version
+    │   └── OutputBusy            another run is writing into the same output folder
+    ├── SourceError               a source folder or annotation manifest cannot be read
+    ├── WorkerError               a worker process of a run died
+    └── Interrupted               a run was stopped by SIGINT/SIGTERM (what finished is kept)
 
 :class:`EnvironmentMismatchWarning` is a warning, not an error: replaying under other library
 versions may still match, and augledger reports rather than refuses.
@@ -20,18 +26,26 @@ versions may still match, and augledger reports rather than refuses.
 
 from __future__ import annotations
 
+import signal
+
 __all__ = [
     "AugLedgerError",
     "BackendError",
     "EnvironmentMismatchWarning",
     "FingerprintConflict",
+    "Interrupted",
     "LedgerError",
+    "LoaderError",
+    "OutputBusy",
     "ParamError",
+    "Quarantined",
     "ReplayMismatch",
     "SampleError",
     "SourceError",
     "SpecError",
     "UnknownOpError",
+    "UnsafePath",
+    "WorkerError",
 ]
 
 
@@ -59,6 +73,30 @@ class SampleError(AugLedgerError, ValueError):
     """A sample does not fit the pipeline (missing image, undeclared target, bad annotation)."""
 
 
+class LoaderError(AugLedgerError, ValueError):
+    """The data-loading setup cannot give deterministic augmentation (e.g. an index without its epoch)."""
+
+
+class Quarantined(AugLedgerError):
+    """One input cannot be used; ``reason`` is a short code, the message says why and what to do.
+
+    Bulk runs record it in the ledger (``status: quarantined``, ``error: "<reason>: <message>"``)
+    and go on. Reasons are listed in the README (``empty``, ``corrupt``, ``alpha``, ...).
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+    def __reduce__(self) -> tuple[type[Quarantined], tuple[str, str]]:
+        return (Quarantined, (self.reason, str(self)))
+
+
+class UnsafePath(AugLedgerError, ValueError):
+    """A path is absolute, climbs out with ``..``, holds a NUL byte, or resolves (through a symlink)
+    outside the folder it must stay in."""
+
+
 class BackendError(AugLedgerError, ImportError):
     """An optional dependency is not installed; the message carries the pip install hint."""
 
@@ -75,16 +113,36 @@ class FingerprintConflict(LedgerError):
     """An output folder already holds a dataset made by a different pipeline version or seed."""
 
 
-class SourceError(AugLedgerError):
-    """A source folder or annotation manifest cannot be read as a whole."""
-
-
 class OutputBusy(LedgerError):
     """Another run is writing into the same output folder right now."""
 
 
+class SourceError(AugLedgerError):
+    """A source folder or annotation manifest cannot be read as a whole."""
+
+
 class WorkerError(AugLedgerError):
     """A worker process of a run died (killed, out of memory, a crash in native code)."""
+
+
+class Interrupted(AugLedgerError):
+    """A run was stopped by a signal; every complete output was journaled, so a rerun resumes.
+
+    ``signum`` is the signal (``SIGINT`` or ``SIGTERM``); ``exit_code`` is the shell's convention
+    for it (130 or 143).
+    """
+
+    def __init__(self, signum: int, message: str) -> None:
+        super().__init__(message)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name
 
 
 class EnvironmentMismatchWarning(UserWarning):

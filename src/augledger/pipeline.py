@@ -13,12 +13,12 @@ import warnings
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-import numpy as np
-
 from augledger.env import EnvStamp
 from augledger.errors import EnvironmentMismatchWarning, ReplayMismatch, SampleError
+from augledger.ops.base import Applier
+from augledger.ops.registry import get_backend
 from augledger.record import Augmented, Record, sample_digest
-from augledger.seeding import SampleGenerators, SeedDeriver
+from augledger.seeding import SeedDeriver
 from augledger.spec import PipelineSpec, fingerprint_of
 
 __all__ = ["Pipeline", "compile_spec"]
@@ -29,11 +29,15 @@ log = logging.getLogger(__name__)
 def compile_spec(spec: PipelineSpec) -> Pipeline:
     """Resolve a spec (every default filled in), fingerprint it, and build its pipeline.
 
-    Raises:
-        UnknownOpError, ParamError: an op or param is not allowed; the message names its location.
-    """
-    from augledger.ops import image
+    The spec's ``modality`` picks the op backend (:mod:`augledger.ops.registry`), which resolves
+    the ops and targets.
 
+    Raises:
+        SpecError: an unknown modality (location ``modality``).
+        UnknownOpError, ParamError: an op or param is not allowed; the message names its location.
+        BackendError: the modality's optional dependencies are not installed.
+    """
+    backend = get_backend(spec.modality)
     resolved: dict[str, Any] = {
         "schema": spec.schema_version,
         "seeding": spec.seeding,
@@ -42,8 +46,8 @@ def compile_spec(spec: PipelineSpec) -> Pipeline:
         "seed": spec.seed,
         "modality": spec.modality,
         "splits": list(spec.splits),
-        "targets": image.resolve_targets(spec.targets),
-        "ops": image.resolve_ops(spec.ops),
+        "targets": backend.resolve_targets(spec.targets),
+        "ops": backend.resolve_ops(spec.ops),
     }
     return Pipeline(resolved)
 
@@ -51,14 +55,14 @@ def compile_spec(spec: PipelineSpec) -> Pipeline:
 class Pipeline:
     """An immutable augmentation pipeline built from a resolved spec.
 
-    ``apply`` keeps no per-call state that another thread could see: each thread builds its own
-    backend objects on first use, and results carry their own record. Pipelines pickle (the
+    ``apply`` keeps no per-call state that another thread could see: each thread gets its own
+    backend applier on first use, and results carry their own record. Pipelines pickle (the
     backend objects are rebuilt in the receiving process).
 
     Example:
         >>> import augledger, numpy as np
         >>> spec = augledger.parse_spec({"schema": 1, "name": "demo", "ops": [{"op": "HorizontalFlip"}]})
-        >>> pipe = augledger.compile(spec)
+        >>> pipe = augledger.compile_spec(spec)
         >>> image = np.arange(12, dtype=np.uint8).reshape(2, 2, 3)
         >>> a = pipe.apply({"image": image}, key="img/0.png", epoch=0)
         >>> b = pipe.replay({"image": image}, a.record)
@@ -70,21 +74,11 @@ class Pipeline:
         self._resolved = dict(resolved)
         self._fingerprint = fingerprint_of(self._resolved)
         self._derive_seed = SeedDeriver(self._fingerprint, self._resolved["seed"])
-        targets = self._resolved["targets"]
-        allowed = {"image"}
-        if targets.get("mask"):
-            allowed |= {"mask", "masks"}
-        declared: list[tuple[str, tuple[str, ...]]] = []
-        for kind in ("bboxes", "keypoints"):
-            if targets.get(kind):
-                allowed |= {kind, *targets[kind]["label_fields"]}
-                declared.append((kind, tuple(targets[kind]["label_fields"])))
-        self._allowed_keys = frozenset(allowed)
-        # Declared box/point targets a sample may omit (an unannotated image): filled with empty lists.
-        self._optional_targets = tuple(declared)
+        backend = get_backend(self._resolved["modality"])
+        # Building the first applier here makes a spec that resolves but cannot build fail now, not in a worker.
+        self._compiled = backend.compile(self._resolved["ops"], self._resolved["targets"])
+        self._record_ops = self._compiled.record_ops
         self._local = threading.local()
-        # Build once now so a spec that resolves but cannot build fails at compile time, not in a worker.
-        self._compose()
 
     # -- identity --------------------------------------------------------------------------------
     @property
@@ -106,9 +100,13 @@ class Pipeline:
         return tuple(self._resolved["splits"])
 
     @property
+    def modality(self) -> str:
+        return str(self._resolved["modality"])
+
+    @property
     def sample_fields(self) -> frozenset[str]:
-        """The sample dict keys ``apply`` accepts: ``image`` plus the targets the spec declares."""
-        return self._allowed_keys
+        """The sample dict keys ``apply`` accepts (for images: ``image`` plus the declared targets)."""
+        return self._compiled.sample_fields
 
     @property
     def resolved_targets(self) -> dict[str, Any]:
@@ -138,23 +136,11 @@ class Pipeline:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__init__(state["resolved"])  # type: ignore[misc]
 
-    def _compose(self) -> Any:
-        return self._thread_state()[0]
-
-    def _thread_state(self) -> tuple[Any, SampleGenerators]:
-        # One backend Compose and one pair of generators per thread: both are mutated by every call.
-        state: tuple[Any, SampleGenerators] | None = getattr(self._local, "state", None)
-        if state is None:
-            from augledger.ops.image import build_compose
-
-            compose, generators = build_compose(self._resolved["ops"], self._resolved["targets"]), SampleGenerators()
-            # Installed once: every transform keeps references to these two generator objects, and
-            # apply() re-seeds them in place before each call (propagating them again would cost
-            # ~15 µs per call for nothing).
-            compose.set_random_state(generators.numpy, generators.python)
-            state = (compose, generators)
-            self._local.state = state
-        return state
+    def _applier(self) -> Applier:
+        applier: Applier | None = getattr(self._local, "applier", None)
+        if applier is None:  # one per thread: appliers hold library objects that every call mutates
+            applier = self._local.applier = self._compiled.new_applier()
+        return applier
 
     # -- applying ----------------------------------------------------------------------------------
     def apply(self, sample: Mapping[str, Any], *, key: str, epoch: int, digests: bool = False) -> Augmented:
@@ -177,25 +163,22 @@ class Pipeline:
                 the backend fails on it (an annotation out of bounds, a crop larger than the image);
                 the backend's exception is the ``__cause__``.
         """
-        self._check_sample(sample, key)
-        filled = self._fill_optional_targets(sample, key) if self._optional_targets else ()
         sample_seed = self._derive_seed(epoch=epoch, key=key)
-        compose, generators = self._thread_state()
-        generators.reseed(sample_seed)
+        applier = self._applier()
         try:
-            out = compose(**({**sample, **dict.fromkeys(filled, ())} if filled else sample))
+            out, applied = applier(sample, key=key, seed=sample_seed)
+        except SampleError:
+            raise
         except Exception as exc:  # any backend failure on this sample (e.g. a crop larger than the image)
             detail = str(exc) if isinstance(exc, (ValueError, TypeError, KeyError, IndexError)) else f"{type(exc).__name__}: {exc}"
             raise SampleError(f"sample {key!r} (epoch {epoch}) could not be augmented: {detail}") from exc
-        for name in filled:
-            out.pop(name, None)
         record = Record(
-            key=key,
-            epoch=epoch,
-            fingerprint=self._fingerprint,
-            seed=f"{sample_seed:032x}",
-            applied=out.pop("applied_transforms"),
-            convert=_applied_ops,
+            key,
+            epoch,
+            self._fingerprint,
+            sample_seed,
+            applied=applied,
+            convert=self._record_ops,
             input_digest=sample_digest(sample) if digests else None,
             output_digest=sample_digest(out) if digests else None,
         )
@@ -210,47 +193,6 @@ class Pipeline:
         """
         for key, sample in items:
             yield self.apply(sample, key=key, epoch=epoch, digests=digests)
-
-    def _fill_optional_targets(self, sample: Mapping[str, Any], key: str) -> tuple[str, ...]:
-        """Names of declared box/point fields the sample omits (augmented as empty, then dropped)."""
-        filled: list[str] = []
-        for kind, fields in self._optional_targets:
-            if kind in sample:
-                missing = [f for f in fields if f not in sample]
-                if missing:
-                    raise SampleError(
-                        f"sample {key!r} has {kind} but not their label field(s) {missing} that the spec's "
-                        f"targets.{kind}.label_fields declares; pass one label per box, e.g. {missing[0]}=[...]"
-                    )
-            else:
-                stray = [f for f in fields if f in sample]
-                if stray:
-                    raise SampleError(
-                        f"sample {key!r} has label field(s) {stray} but no {kind!r}; pass both, or neither "
-                        "for a sample without annotations"
-                    )
-                filled += [kind, *fields]
-        return tuple(filled)
-
-    def _check_sample(self, sample: Mapping[str, Any], key: str) -> None:
-        if not isinstance(sample, Mapping) or "image" not in sample:
-            raise SampleError(
-                f"sample {key!r} must be a dict with an 'image' array (Albumentations' convention), "
-                f"e.g. {{'image': array}}; got {type(sample).__name__}"
-                + (f" with keys {sorted(sample)}" if isinstance(sample, Mapping) else "")
-            )
-        if not self._allowed_keys.issuperset(sample):
-            extra = set(sample) - self._allowed_keys
-            raise SampleError(
-                f"sample {key!r} carries {sorted(extra)}, which the spec does not declare; "
-                f"declare them under 'targets' in the spec (accepted now: {sorted(self._allowed_keys)})"
-            )
-        image = sample["image"]
-        if not isinstance(image, np.ndarray) or image.ndim not in (2, 3):
-            raise SampleError(
-                f"sample {key!r}: 'image' must be a HxW or HxWxC numpy array; got "
-                f"{type(image).__name__}{getattr(image, 'shape', '')}"
-            )
 
     def replay(
         self, sample: Mapping[str, Any], record: Record, *, env: EnvStamp | None = None
@@ -273,7 +215,7 @@ class Pipeline:
                 f"is {self._fingerprint}; compile the spec that produced the record"
             )
         if env is not None:
-            diff = env.describe_differences(EnvStamp.current())
+            diff = env.describe_differences(EnvStamp.current(self.modality))
             if diff:
                 warnings.warn(
                     EnvironmentMismatchWarning(
@@ -299,12 +241,6 @@ class Pipeline:
                 f"({result.record.output_digest} != {record.output_digest})"
             )
         return result
-
-
-def _applied_ops(applied: list[tuple[str, dict[str, Any]]]) -> tuple[dict[str, Any], ...]:
-    from augledger.ops.image import NAMESPACE, jsonable_params
-
-    return tuple({"op": f"{NAMESPACE}.{name}", "params": jsonable_params(params)} for name, params in applied)
 
 
 def _ops_difference(recorded: Record, replayed: Record) -> str:

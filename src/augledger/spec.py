@@ -21,9 +21,10 @@ from __future__ import annotations
 import difflib
 import json
 import math
+import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,15 +34,16 @@ from augledger.errors import ParamError, SpecError
 
 __all__ = [
     "SPLITS",
-    "BboxTargets",
-    "KeypointTargets",
+    "UNHASHED_FIELDS",
     "OpSpec",
     "PipelineSpec",
-    "Targets",
+    "diff_resolved",
     "fingerprint_of",
     "format_location",
     "load_spec",
+    "loads_spec",
     "parse_spec",
+    "validate_model",
 ]
 
 #: The splits a pipeline can be used on. Only ``train`` is augmented unless the spec lists others.
@@ -53,41 +55,11 @@ Split = Literal["train", "val", "test", "predict"]
 UNHASHED_FIELDS = ("name", "description", "seed")
 
 
+_M = TypeVar("_M", bound=BaseModel)
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class BboxTargets(_Strict):
-    """Bounding boxes travel with the image (Albumentations' ``BboxParams``)."""
-
-    format: Literal["pascal_voc", "coco", "yolo", "albumentations"]
-    label_fields: tuple[str, ...] = ()
-    min_area: float = 0.0
-    min_visibility: float = 0.0
-    min_width: float = 0.0
-    min_height: float = 0.0
-    clip: bool = False
-    filter_invalid_bboxes: bool = False
-    check_each_transform: bool = True
-    max_accept_ratio: float | None = None
-
-
-class KeypointTargets(_Strict):
-    """Keypoints travel with the image (Albumentations' ``KeypointParams``)."""
-
-    format: Literal["xy", "yx", "xya", "xys", "xyas", "xysa", "xyz"]
-    label_fields: tuple[str, ...] = ()
-    remove_invisible: bool = True
-    angle_in_degrees: bool = True
-    check_each_transform: bool = True
-
-
-class Targets(_Strict):
-    """What travels with the image. A sample carrying an undeclared target is rejected."""
-
-    mask: bool = False
-    bboxes: BboxTargets | None = None
-    keypoints: KeypointTargets | None = None
 
 
 class OpSpec(_Strict):
@@ -115,9 +87,11 @@ class PipelineSpec(_Strict):
     name: str = Field(min_length=1)
     description: str = ""
     seed: int = 0
-    modality: Literal["image"] = "image"
+    #: Which op backend resolves and runs the ops (:mod:`augledger.ops.registry`); checked at compile time.
+    modality: str = Field(default="image", pattern=r"^[a-z][a-z0-9_]*$")
     splits: tuple[Split, ...] = ("train",)
-    targets: Targets = Field(default_factory=Targets)
+    #: What travels with the sample; its shape belongs to the modality's backend, which validates it.
+    targets: dict[str, Any] = Field(default_factory=dict)
     ops: tuple[OpSpec, ...] = Field(min_length=1)
 
     @field_validator("splits")
@@ -147,22 +121,50 @@ def _field_names(model: type[BaseModel]) -> list[str]:
     return [f.alias or name for name, f in model.model_fields.items()]
 
 
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel]:
-    """The model whose field list applies at ``loc`` (for "did you mean" suggestions)."""
-    model: type[BaseModel] = PipelineSpec
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside a field annotation (``X``, ``X | None``, ``tuple[X, ...]``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in typing.get_args(annotation):
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _model_at(root: type[BaseModel], loc: tuple[int | str, ...]) -> type[BaseModel]:
+    """The model whose field list applies at ``loc`` below ``root`` (for "did you mean" suggestions)."""
+    model = root
     for part in loc:
-        if part in ("ops",):
-            model = OpSpec
-        elif part == "targets":
-            model = Targets
-        elif part == "bboxes":
-            model = BboxTargets
-        elif part == "keypoints":
-            model = KeypointTargets
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        inner = _submodel(field.annotation) if field is not None else None
+        if inner is None:
+            break
+        model = inner
     return model
 
 
-def _spec_error(exc: ValidationError, source: str) -> SpecError:
+def validate_model(
+    model: type[_M], data: Any, *, what: str = "spec", source: str = "", location: tuple[int | str, ...] = ()
+) -> _M:
+    """Validate ``data`` against a strict model; a failure becomes one :class:`SpecError` listing every problem.
+
+    Each line names its location in the spec (``location`` is prepended, e.g. ``("targets",)`` for a
+    backend's section), what was wrong and, for an unknown key, the closest allowed one.
+    """
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _spec_error(exc, model, what=what, source=source, prefix=location) from None
+
+
+def _spec_error(
+    exc: ValidationError, root: type[BaseModel], *, what: str, source: str, prefix: tuple[int | str, ...]
+) -> SpecError:
     lines = []
     first_loc = ""
     errors = exc.errors()
@@ -172,11 +174,11 @@ def _spec_error(exc: ValidationError, source: str) -> SpecError:
         # pydantic adds a "too short" error on a tuple whose items failed; the item errors say it all.
         if err["type"] == "too_short" and any(len(d) > len(loc) and d[: len(loc)] == loc for d in deeper):
             continue
-        where = format_location(loc) or "<root>"
+        where = format_location((*prefix, *loc)) or "<root>"
         first_loc = first_loc or where
         if err["type"] == "extra_forbidden":
             field = str(loc[-1])
-            allowed = _field_names(_model_at(loc[:-1]))
+            allowed = _field_names(_model_at(root, loc[:-1]))
             close = difflib.get_close_matches(field, allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
             lines.append(f"{where}: unknown key; {hint}")
@@ -184,9 +186,13 @@ def _spec_error(exc: ValidationError, source: str) -> SpecError:
             lines.append(f"{where}: required key is missing; add it (see `augledger spec schema`)")
         else:
             lines.append(f"{where}: {err['msg']}; got {err.get('input')!r}")
-    head = f"invalid spec{f' {source}' if source else ''}"
-    error = SpecError(head + ":\n  " + "\n  ".join(lines))
-    error.location = first_loc
+    head = f"invalid {what}{f' {source}' if source else ''}"
+    return _located(SpecError(head + ":\n  " + "\n  ".join(lines)), first_loc)
+
+
+def _located(error: SpecError, location: str) -> SpecError:
+    # Each line of the message names its own location: set it on the error without prefixing the text.
+    error.location = location
     return error
 
 
@@ -202,10 +208,7 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "") -> PipelineSpec:
             f"{f' in {source}' if source else ''}"
         )
     _reject_non_finite(data, "")
-    try:
-        return PipelineSpec.model_validate(dict(data))
-    except ValidationError as exc:
-        raise _spec_error(exc, source) from None
+    return validate_model(PipelineSpec, dict(data), source=source)
 
 
 def _reject_non_finite(value: Any, location: str) -> None:
@@ -272,28 +275,40 @@ def _mark(mark: Any) -> str:
     return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
-def load_spec(path_or_text: str | Path, /) -> PipelineSpec:
-    """Load and validate a spec from a ``.yaml``/``.yml``/``.json`` file, or from YAML/JSON text.
+def load_spec(path: str | Path, /) -> PipelineSpec:
+    """Load and validate a spec file (``.yaml``, ``.yml`` or ``.json``).
 
-    A ``str`` that names an existing file is read as a file; any other string is parsed as text.
+    For YAML or JSON text in a string, use :func:`loads_spec`.
 
     Raises:
         SpecError: the file is missing, unsafe, malformed or does not validate.
     """
-    if isinstance(path_or_text, Path) or (
-        isinstance(path_or_text, str) and "\n" not in path_or_text and Path(path_or_text).suffix
-    ):
-        path = Path(path_or_text)
-        if not path.is_file():
-            raise SpecError(f"spec file {str(path)!r} does not exist; check the path")
-        if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-            raise SpecError(
-                f"spec file {str(path)!r} must end in .yaml, .yml or .json; got {path.suffix!r}. "
-                "Rename it (a spec is YAML or JSON data)"
-            )
+    path = Path(path)
+    if "\n" in str(path):
+        raise SpecError("load_spec takes a file path; this looks like spec text: use augledger.loads_spec(text)")
+    if not path.is_file():
+        raise SpecError(f"spec file {str(path)!r} does not exist; check the path")
+    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
+        raise SpecError(
+            f"spec file {str(path)!r} must end in .yaml, .yml or .json; got {path.suffix!r}. "
+            "Rename it (a spec is YAML or JSON data)"
+        )
+    try:
         text = path.read_text(encoding="utf-8")
-        return parse_spec(_load_text(text, source=str(path), as_json=path.suffix.lower() == ".json"), source=str(path))
-    return parse_spec(_load_text(str(path_or_text), source="", as_json=False))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"spec file {str(path)!r} cannot be read as UTF-8 text: {exc}") from None
+    return loads_spec(text, format="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
+
+
+def loads_spec(text: str, /, *, format: Literal["yaml", "json"] = "yaml", source: str = "") -> PipelineSpec:
+    """Parse and validate a spec from YAML (the default; JSON is YAML too) or strict JSON text.
+
+    Raises:
+        SpecError: the text is unsafe, malformed or does not validate.
+    """
+    if format not in ("yaml", "json"):
+        raise SpecError(f"format must be 'yaml' or 'json'; got {format!r}")
+    return parse_spec(_load_text(text, source=source, as_json=format == "json"), source=source)
 
 
 def fingerprint_of(resolved: Mapping[str, Any]) -> str:
@@ -330,16 +345,3 @@ def diff_resolved(a: Mapping[str, Any], b: Mapping[str, Any]) -> list[tuple[str,
 
     walk(a, b, ())
     return out
-
-
-def spec_json_schema() -> dict[str, Any]:
-    """JSON Schema of a spec document, with the allowed op names as an enum for editors."""
-    from augledger.ops.image import COMPOSITIONS, IMAGE_OPS, NAMESPACE
-
-    schema = PipelineSpec.model_json_schema(by_alias=True)
-    names = [*IMAGE_OPS, *COMPOSITIONS]
-    op_def = schema.get("$defs", {}).get("OpSpec", {}).get("properties", {}).get("op")
-    if op_def is not None:
-        op_def["enum"] = sorted([*names, *(f"{NAMESPACE}.{n}" for n in names)])
-    schema["title"] = "augledger pipeline spec"
-    return schema

@@ -2,19 +2,19 @@
 
 The public home of :mod:`augledger.run.online` (where it is implemented, beside the offline
 engine): ``AugmentedDataset``, ``AugmentedIterableDataset``, ``EpochSampler``,
-``DistributedEpochSampler``, ``OnlineLedger`` and ``wds_mapper``. Importing it imports torch;
-``import augledger`` never does.
+``DistributedEpochSampler``, ``wds_mapper``, and the ``OnlineLedger`` they write. Importing it
+imports torch; ``import augledger`` never does.
 """
 
 from __future__ import annotations
 
+from augledger.errors import LoaderError
+from augledger.ledger.online import OnlineLedger
 from augledger.run.online import (
     AugmentedDataset,
     AugmentedIterableDataset,
     DistributedEpochSampler,
     EpochSampler,
-    LoaderError,
-    OnlineLedger,
     WdsMapper,
     wds_mapper,
 )

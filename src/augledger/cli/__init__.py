@@ -1,7 +1,11 @@
-"""The ``augledger`` command line: a thin layer over the public API (needs the ``cli`` extra).
+"""The ``augledger`` command line: a thin layer over the public API.
 
 Exit codes: 0 success; 1 a check failed (invalid spec, verify mismatch, ...); 2 usage error;
-3 a run finished but quarantined some samples (see ``augledger run --help``).
+3 a run finished but quarantined some samples; 130/143 a run stopped by SIGINT/SIGTERM.
+
+Modules: :mod:`~augledger.cli._app` (the app, errors), :mod:`~augledger.cli.spec` (``spec ...``),
+:mod:`~augledger.cli.run` (``run``), :mod:`~augledger.cli.inspect` (``preview``, ``verify``,
+``replay``, ``ledger show``).
 """
 
 from __future__ import annotations
@@ -18,12 +22,7 @@ def main() -> None:
         # torch is installed, inside ``suppress(ImportError)``. The CLI never converts to tensors:
         # marking the subpackage absent in this process halves every command's start-up.
         sys.modules.setdefault("albumentations.pytorch", None)  # type: ignore[arg-type]
-    try:
-        from augledger.cli._app import app
-    except ImportError as exc:  # typer or rich missing
-        sys.stderr.write(
-            "augledger's command line needs the 'cli' extra: pip install 'augledger[cli]' "
-            f"({exc})\n"
-        )
-        raise SystemExit(1) from None
+    from augledger.cli import inspect, run, spec  # noqa: F401  (each registers its commands)
+    from augledger.cli._app import app
+
     app()

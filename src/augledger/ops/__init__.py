@@ -1,1 +1,1 @@
-"""Op backends. ``image`` wraps Albumentations; it is imported only when a pipeline is compiled."""
+"""Op backends: the Backend interface, the registry by modality, one backend per package or module."""

@@ -1,18 +1,22 @@
-"""Source datasets: a folder of images, optionally with an annotations manifest.
+"""Source datasets: a folder of files read through a store, optionally with an annotations file.
 
 The sample key is the POSIX path of the file relative to the source root (``cats/0001.jpg``):
 stable across machines and independent of listing order. Hidden files and folders (names starting
-with ``.``) are skipped.
+with ``.``) are skipped, and so is every file an annotation names as a mask: a mask is a target
+that travels with its image, never a training image of its own. Symlinks are followed only while
+they stay inside the root (a link leading outside is refused with the list of such links).
 
-Annotations (``--annotations FILE``) are CSV or JSON Lines with one row per image:
+Annotations (``--annotations FILE``) are CSV or JSON Lines with one row per image (the format is
+described, with examples, in the README and ``augledger run --help``):
 
 ==============  ============================================================================
-``key``         required; the image's key (relative POSIX path)
+``key``         required (``--key-column`` names another column); the image's relative path
 ``label``       optional class label, carried to the ledger unchanged
 ``bboxes``      optional JSON list of boxes in the spec's ``targets.bboxes.format``
 ``labels``      optional JSON list, one per box (or any name listed in ``label_fields``)
 ``keypoints``   optional JSON list of points in ``targets.keypoints.format``
-``mask``        optional path of a mask image, relative to the source root
+``mask``        optional path of a mask image, relative to the source root (or to ``--masks``)
+anything else   carried to the ledger's ``targets`` as it is (``split``, ``source``, ...)
 ==============  ============================================================================
 
 In CSV files the list columns hold JSON text, e.g. ``"[[10, 20, 50, 60]]"``.
@@ -24,71 +28,61 @@ import csv
 import hashlib
 import json
 import logging
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
 from augledger._canonical import canonical_json, sha256_hex
-from augledger.errors import SourceError
+from augledger.errors import SourceError, UnsafePath
+from augledger.io.codecs import Annotation
+from augledger.io.store import LocalStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["IMAGE_EXTENSIONS", "Annotation", "FolderSource", "load_annotations"]
+__all__ = ["FolderSource", "SourcesDigest", "digest_of_sources", "load_annotations"]
 
-#: File extensions listed as images. A file with one of these that is not an image is quarantined.
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 _LIST_COLUMNS = ("bboxes", "keypoints")
 
 
-@dataclass(frozen=True)
-class Annotation:
-    """The targets of one image: what travels with it through the pipeline."""
-
-    label: Any = None
-    bboxes: list[Any] | None = None
-    keypoints: list[Any] | None = None
-    mask: str | None = None
-    extra: dict[str, list[Any]] = field(default_factory=dict)  # label fields, e.g. {"labels": [...]}
-
-
-@dataclass(frozen=True)
 class FolderSource:
-    """A folder of images; keys are POSIX paths relative to ``root``."""
+    """The sample files of a folder: keys are POSIX paths relative to ``root``.
 
-    root: Path
+    Args:
+        root: the source folder.
+        extensions: file extensions that are samples (lower case, with the dot).
+        exclude: keys that are not samples (the masks the annotations name).
+        exclude_dirs: folders (relative to ``root``) whose files are not samples (``--masks`` inside the source).
+    """
 
-    def __post_init__(self) -> None:
-        if not self.root.is_dir():
-            raise SourceError(f"source {str(self.root)!r} is not a folder; pass the folder that holds your images")
+    def __init__(
+        self, root: Path, extensions: Collection[str], *, exclude: Collection[str] = (), exclude_dirs: Collection[str] = ()
+    ) -> None:
+        if not root.is_dir():
+            raise SourceError(f"source {str(root)!r} is not a folder; pass the folder that holds your images")
+        self.root = root
+        self.store = LocalStore(root)
+        self.extensions = frozenset(extensions)
+        self.exclude = frozenset(exclude)
+        self.exclude_dirs = tuple(d.rstrip("/") + "/" for d in exclude_dirs)
 
     def keys(self) -> list[str]:
-        """All image keys, sorted (code-point order of the POSIX path)."""
-        keys = []
-        for path in self._walk(self.root):
-            if path.suffix.lower() in IMAGE_EXTENSIONS:
-                keys.append(path.relative_to(self.root).as_posix())
-        return sorted(keys)
+        """All sample keys, sorted (code-point order of the POSIX path).
 
-    def _walk(self, folder: Path, seen: set[Path] | None = None) -> Iterator[Path]:
-        # Symlinked folders are followed, each real folder once: a link back up the tree would
-        # otherwise repeat every image under ever longer keys.
-        seen = {folder.resolve()} if seen is None else seen
-        for entry in sorted(folder.iterdir()):
-            if entry.name.startswith("."):
-                continue
-            if entry.is_dir():
-                real = entry.resolve()
-                if real in seen:
-                    log.warning("skipping %s: it leads to a folder already read (%s)", entry, real)
-                    continue
-                seen.add(real)
-                yield from self._walk(entry, seen)
-            elif entry.is_file():
-                yield entry
+        Raises:
+            SourceError: a symlink under the root leads outside it.
+        """
+        try:
+            files = self.store.list()
+        except UnsafePath as exc:
+            raise SourceError(str(exc)) from None
+        def is_mask(key: str) -> bool:
+            return key in self.exclude or key.startswith(self.exclude_dirs)
 
-    def path(self, key: str) -> Path:
-        return self.root / key
+        keys = [k for k in files if Path(k).suffix.lower() in self.extensions and not is_mask(k)]
+        skipped = sum(1 for k in files if is_mask(k))
+        if skipped:
+            log.info("%d mask file(s) under the source are targets, not samples: not augmented on their own", skipped)
+        return keys
 
 
 def _parse_cell(column: str, value: Any, where: str) -> Any:
@@ -103,51 +97,63 @@ def _parse_cell(column: str, value: Any, where: str) -> Any:
         raise SourceError(f"{where}: column {column!r} must hold JSON (e.g. [[10, 20, 50, 60]]); got {value!r}") from None
 
 
-def load_annotations(path: Path, *, label_fields: tuple[str, ...] = ()) -> dict[str, Annotation]:
-    """Read a CSV or JSON Lines annotations manifest into ``{key: Annotation}``.
+def load_annotations(
+    path: Path, *, label_fields: tuple[str, ...] = (), key_column: str = "key"
+) -> dict[str, Annotation]:
+    """Read a CSV or JSON Lines annotations file into ``{key: Annotation}``.
+
+    Columns augledger does not use are kept in :attr:`Annotation.carry` (and so in the ledger).
 
     Raises:
-        SourceError: unreadable file, a row without ``key``, a repeated key or malformed JSON.
+        SourceError: unreadable file, a row without a key, a repeated key or malformed JSON.
     """
     if not path.is_file():
         raise SourceError(f"annotations file {str(path)!r} does not exist")
     rows: list[tuple[str, Any]] = []
-    if path.suffix.lower() == ".csv":
-        with path.open(newline="", encoding="utf-8") as f:
-            for i, row in enumerate(csv.DictReader(f), start=2):
-                rows.append((f"{path.name}:{i}", row))
-    elif path.suffix.lower() in (".jsonl", ".ndjson"):
-        with path.open(encoding="utf-8") as f:
-            for i, line in enumerate(f, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append((f"{path.name}:{i}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    raise SourceError(f"{path.name}:{i}: not valid JSON: {exc}") from None
-    else:
-        raise SourceError(f"annotations file {str(path)!r} must be .csv or .jsonl; got {path.suffix or 'no extension'!r}")
+    try:
+        if path.suffix.lower() == ".csv":
+            with path.open(newline="", encoding="utf-8") as f:
+                for i, row in enumerate(csv.DictReader(f), start=2):
+                    rows.append((f"{path.name}:{i}", row))
+        elif path.suffix.lower() in (".jsonl", ".ndjson"):
+            with path.open(encoding="utf-8") as f:
+                for i, line in enumerate(f, start=1):
+                    if not line.strip():
+                        continue
+                    try:
+                        rows.append((f"{path.name}:{i}", json.loads(line)))
+                    except json.JSONDecodeError as exc:
+                        raise SourceError(f"{path.name}:{i}: not valid JSON: {exc}") from None
+        else:
+            raise SourceError(
+                f"annotations file {str(path)!r} must be .csv or .jsonl; got {path.suffix or 'no extension'!r}"
+            )
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise SourceError(f"annotations file {str(path)!r} cannot be read: {exc}") from None
     out: dict[str, Annotation] = {}
+    used = {key_column, "label", "bboxes", "keypoints", "mask", *label_fields}
     for where, row in rows:
-        key = row.get("key")
+        if not isinstance(row, dict):
+            raise SourceError(f"{where}: each line must be a JSON object with a {key_column!r} field")
+        key = row.get(key_column)
         if not key or not isinstance(key, str):
-            raise SourceError(f"{where}: every row needs a 'key' column with the image's relative path")
+            raise SourceError(
+                f"{where}: every row needs a {key_column!r} column with the image's path relative to --source"
+                + ("" if key_column != "key" else " (name another column with --key-column, e.g. filename)")
+            )
         if key in out:
             raise SourceError(f"{where}: key {key!r} appears twice; each image has one row")
-        known = {"key", "label", "bboxes", "keypoints", "mask", *label_fields}
-        unknown = set(row) - known
-        if unknown:
-            raise SourceError(
-                f"{where}: unknown column(s) {sorted(unknown)}; expected {sorted(known)} "
-                "(declare extra box labels as label_fields in the spec's targets)"
-            )
         label = row.get("label")
+        mask = row.get("mask") or None
+        if mask is not None and not isinstance(mask, str):
+            raise SourceError(f"{where}: column 'mask' must be a path; got {mask!r}")
         out[key] = Annotation(
             label=None if label == "" else label,
             bboxes=_parse_cell("bboxes", row.get("bboxes"), where),
             keypoints=_parse_cell("keypoints", row.get("keypoints"), where),
-            mask=(row.get("mask") or None),
+            mask=mask,
             extra={f: _parse_cell(f, row.get(f), where) or [] for f in label_fields},
+            carry={k: v for k, v in row.items() if k not in used and v not in (None, "")},
         )
     return out
 
@@ -178,6 +184,3 @@ class SourcesDigest:
         final.update(b"]")
         return "sha256:" + final.hexdigest()
 
-
-def file_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()

@@ -1,4 +1,12 @@
-"""Verify and replay materialised datasets from their source, manifest and ledger."""
+"""Verify and replay materialised datasets from their source, manifest and ledger.
+
+``verify`` checks, for an output folder: that the manifest's ledger digest matches the ledger and
+every shard its recorded digest; that every data file in the folder is listed in the ledger (an
+unlisted file would be trained on without provenance); and, for each checked output, that the
+stored bytes match the ledger, the source still matches its recorded digest, and re-deriving the
+output from the source gives the same bytes. For an online ledger it checks what can be checked
+without the training data (see :func:`verify_online_ledger`).
+"""
 
 from __future__ import annotations
 
@@ -10,25 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import augledger
+from augledger._canonical import sha256_hex
 from augledger.env import EnvStamp
-from augledger.errors import LedgerError, SampleError
-from augledger.ledger import Ledger, in_ledger_sample, read_ledger
-from augledger.pipeline import Pipeline
-from augledger.run.imageio import Quarantined, decode_image
-from augledger.run.materialize import (
-    ORIGINAL_EPOCH,
-    RunOptions,
-    _Job,
-    augment_one,
-    build_sample,
-    label_fields,
-    read_manifest,
-)
-from augledger.run.sources import Annotation, file_digest, load_annotations
+from augledger.errors import LedgerError, Quarantined, SampleError, UnsafePath
+from augledger.io.codecs import Annotation
+from augledger.ledger.online import in_ledger_sample
+from augledger.ledger.parquet import Ledger, read_ledger
+from augledger.pipeline import Pipeline, compile_spec
+from augledger.run.folder import ORIGINAL_EPOCH, data_files
+from augledger.run.manifest import read_manifest, read_run_info
+from augledger.run.options import RunOptions
+from augledger.run.sources import load_annotations
+from augledger.run.work import SampleJob, label_fields
 from augledger.seeding import seed_for
+from augledger.spec import parse_spec
 
-__all__ = ["Problem", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
+__all__ = ["OutputFolder", "Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Problem:
 
 @dataclass
 class VerifyReport:
-    """Outcome of :func:`verify`. ``ok`` is true only when every checked output matched."""
+    """Outcome of :func:`verify`. ``ok`` is true only when every check passed."""
 
     checked: int = 0
     problems: list[Problem] = field(default_factory=list)
@@ -52,79 +57,97 @@ class VerifyReport:
         return not self.problems
 
 
-class _OpenShard:
-    """An open tar shard and its member headers (the data is read member by member, on demand)."""
+class OutputFolder:
+    """An output folder opened for reading: manifest, ledger, pipeline, source and stored outputs.
 
-    def __init__(self, name: str, tar: tarfile.TarFile) -> None:
-        self.name, self.tar = name, tar
-        self._members = {info.name: info for info in tar.getmembers()}
+    Args:
+        out: the output folder of ``augledger run``.
+        source, annotations, masks: where those are now, if they moved since the run (by default,
+            where ``run.json`` says the run found them).
 
-    def get(self, member: str) -> tarfile.TarInfo | None:
-        return self._members.get(member)
+    Raises:
+        LedgerError: no manifest, a ledger that is not the manifest's, or no record of the source.
+    """
 
-    def extractfile(self, info: tarfile.TarInfo) -> Any:
-        return self.tar.extractfile(info)
-
-
-class _Dataset:
-    """An output folder opened for reading: manifest, ledger, pipeline, source and outputs."""
-
-    def __init__(self, out: str | Path, source: str | Path | None = None, annotations: str | Path | None = None):
+    def __init__(
+        self, out: str | Path, source: str | Path | None = None, annotations: str | Path | None = None,
+        masks: str | Path | None = None,
+    ) -> None:
         self.out = Path(out)
         self.manifest = read_manifest(self.out)
+        self.run = read_run_info(self.out)
         self.ledger = read_ledger(self.out)
         if self.ledger.fingerprint != self.manifest["fingerprint"]:
             raise LedgerError(
                 f"ledger fingerprint {self.ledger.fingerprint} does not match the manifest's "
                 f"{self.manifest['fingerprint']}: the folder was modified by hand"
             )
-        self.pipeline: Pipeline = augledger.compile(augledger.parse_spec(self.manifest["resolved_spec"]))
+        self.pipeline: Pipeline = compile_spec(parse_spec(self.manifest["resolved_spec"]))
         self.options = RunOptions(**self.manifest["options"])
-        self.source_root = Path(source or self.manifest["source"]["root"])
-        ann_path = annotations or self.manifest["source"].get("annotations")
+        recorded = self.run.get("source")
+        if source is None and recorded is None:
+            raise LedgerError(f"{str(self.out)!r} has no run.json to say where its source is; pass --source")
+        self.source_root = Path(source if source is not None else str(recorded))
+        if not self.source_root.is_dir():
+            raise LedgerError(
+                f"the source folder {str(self.source_root)!r} does not exist (moved or deleted since the run?); "
+                "pass --source with its new place"
+            )
+        ann_path = annotations if annotations is not None else self.run.get("annotations")
         fields = label_fields(self.pipeline.resolved_targets)
         self.annotations: dict[str, Annotation] = load_annotations(Path(ann_path), label_fields=fields) if ann_path else {}
-        self._open: _OpenShard | None = None
-        self.job = _Job(self.pipeline, str(self.source_root), str(self.out), self.options)
+        masks_root = masks if masks is not None else self.run.get("masks")
+        self.job = SampleJob(self.pipeline, str(self.source_root), self.options,
+                             str(masks_root) if masks_root is not None else None)
+        self._open: tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
 
-    def stored_output(self, row: Mapping[str, Any]) -> bytes | None:
-        """The output's bytes as stored: a file, or a member of a shard (``shards/x.tar#member``)."""
-        if self.options.format == "folder":
-            path = self.out / row["output_path"]
-            return path.read_bytes() if path.is_file() else None
-        shard_name, _, member = str(row["output_path"]).partition("#")
+    @property
+    def env(self) -> EnvStamp:
+        return EnvStamp.from_dict(self.manifest["env"])
+
+    def stored_output(self, path: str) -> bytes | None:
+        """A stored file's bytes: a file in the folder, or a member of a shard (``shards/x.tar#member``)."""
+        if "#" not in path:
+            full = self.out / path
+            return full.read_bytes() if full.is_file() else None
+        shard_name, _, member = path.partition("#")
         shard = self._shard(shard_name)
-        info = shard.get(member) if shard is not None else None
+        info = shard[2].get(member) if shard is not None else None
         if shard is None or info is None:
             return None
-        f = shard.extractfile(info)
+        f = shard[1].extractfile(info)
         return f.read() if f is not None else None
 
-    def _shard(self, name: str) -> _OpenShard | None:
+    def _shard(self, name: str) -> tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None:
         """The shard ``name``, opened once; rows come in key order, so only the latest stays open."""
-        if self._open is not None and self._open.name == name:
+        if self._open is not None and self._open[0] == name:
             return self._open
         self.close()
         path = self.out / name
         if not path.is_file():
             return None
-        self._open = _OpenShard(name, tarfile.open(path))
+        tar = tarfile.open(path)
+        self._open = (name, tar, {info.name: info for info in tar.getmembers()})
         return self._open
 
     def close(self) -> None:
         if self._open is not None:
-            self._open.tar.close()
+            self._open[1].close()
             self._open = None
 
-    def rederive(self, key: str, epoch: int) -> tuple[bytes, Any]:
-        """Re-make one output from the source: ``(encoded bytes, result or None for originals)``."""
-        data = (self.source_root / key).read_bytes()
+    def rederive(self, key: str, epoch: int, source_bytes: bytes | None = None) -> tuple[bytes, Any]:
+        """Re-make one output from the source: ``(encoded bytes, its Augmented result or None for originals)``.
+
+        Raises:
+            OSError, UnsafePath: the source file cannot be read.
+            Quarantined, SampleError: it can no longer be decoded or augmented.
+        """
+        data = self.job.read_source(key) if source_bytes is None else source_bytes
         if epoch == ORIGINAL_EPOCH:
             return data, None
-        decoded = decode_image(data, max_pixels=self.options.max_pixels)
-        sample = build_sample(decoded.image, self.annotations.get(key), self.pipeline.resolved_targets, str(self.source_root))
-        encoded, result, _mask = augment_one(self.job, sample, key, epoch)
-        return encoded, result
+        sample, _note = self.job.prepare(data, self.annotations.get(key))
+        encoded, result = self.job.derive(sample, key, epoch)
+        return encoded.data, result
 
 
 def _online_ledger(path: Path) -> Ledger | None:
@@ -150,9 +173,9 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
     """
     header = ledger.header
     report = VerifyReport(fingerprint=str(header.get("fingerprint", "")))
+    pipeline = compile_spec(parse_spec(header["resolved_spec"]))
     if "env" in header:
-        report.env_differences = EnvStamp.from_dict(header["env"]).describe_differences(EnvStamp.current())
-    pipeline = augledger.compile(augledger.parse_spec(header["resolved_spec"]))
+        report.env_differences = EnvStamp.from_dict(header["env"]).describe_differences(EnvStamp.current(pipeline.modality))
     if pipeline.fingerprint != report.fingerprint:
         report.problems.append(Problem("*", 0, (
             f"the recorded spec now resolves to {pipeline.fingerprint}, not {report.fingerprint}: "
@@ -190,33 +213,33 @@ def _pick(rows: list[dict[str, Any]], n: int | None) -> list[dict[str, Any]]:
 
 
 def verify(
-    out: str | Path, *, sample: int | None = None, source: str | Path | None = None, annotations: str | Path | None = None
+    out: str | Path, *, sample: int | None = None, source: str | Path | None = None,
+    annotations: str | Path | None = None, masks: str | Path | None = None,
 ) -> VerifyReport:
     """Check a materialised dataset against its ledger and re-derive outputs from the source.
 
-    For each checked output: the stored file must match the ledger digest (catches tampering and
-    missing files), the source must match its recorded digest, and re-running the pipeline must
-    produce the same bytes.
-
     Args:
-        out: the output folder of ``augledger run``.
-        sample: check only this many outputs (a deterministic spread); all by default.
-        source: the source folder, if it moved since the run.
-        annotations: the annotations file, if it moved since the run.
+        out: the output folder of ``augledger run`` (or an online ledger folder or file).
+        sample: re-derive only this many outputs (a deterministic spread); all by default. The
+            folder-level checks (ledger digest, shards, unlisted files) always run in full.
+        source, annotations, masks: where those are now, if they moved since the run.
+
+    Raises:
+        LedgerError: the folder cannot be read as an output folder (naming why and the fix).
     """
     online = _online_ledger(Path(out))
     if online is not None:
         return verify_online_ledger(online, sample=sample)
-    ds = _Dataset(out, source, annotations)
+    ds = OutputFolder(out, source, annotations, masks)
     report = VerifyReport(fingerprint=ds.manifest["fingerprint"])
-    recorded_env = EnvStamp.from_dict(ds.manifest["env"])
-    report.env_differences = recorded_env.describe_differences(EnvStamp.current())
+    report.env_differences = ds.env.describe_differences(EnvStamp.current(ds.pipeline.modality))
     if ds.pipeline.fingerprint != ds.manifest["fingerprint"]:
         report.problems.append(Problem("*", 0, (
             f"the recorded spec now resolves to {ds.pipeline.fingerprint}, not {ds.manifest['fingerprint']}: "
             "the backend's defaults differ in this environment"
         )))
         return report
+    _check_folder(ds, report)
     rows = [r for r in ds.ledger.rows() if r["status"] == "ok"]
     try:
         # In (key, epoch) order, as stored: each shard is opened once.
@@ -226,49 +249,84 @@ def verify(
     return report
 
 
-def _check_rows(ds: _Dataset, rows: Iterable[Mapping[str, Any]], report: VerifyReport) -> None:
+def _check_folder(ds: OutputFolder, report: VerifyReport) -> None:
+    """Folder-level checks: the ledger is the manifest's, shards are intact, no data file is unlisted."""
+    recorded = ds.manifest.get("ledger")
+    if isinstance(recorded, Mapping) and recorded.get("sha256"):
+        actual = sha256_hex((ds.out / "ledger.parquet").read_bytes())
+        if actual != recorded["sha256"]:
+            report.problems.append(Problem("*", 0, "ledger.parquet was changed since the run (its digest is not the manifest's)"))
+    for shard in ds.manifest.get("shards", []):
+        path = ds.out / shard["name"]
+        if not path.is_file():
+            report.problems.append(Problem("*", 0, f"shard {shard['name']} is missing"))
+        elif sha256_hex(path.read_bytes()) != shard["sha256"]:
+            report.problems.append(Problem("*", 0, f"shard {shard['name']} was modified since the run"))
+    listed: set[str] = {s["name"] for s in ds.manifest.get("shards", [])}
+    for row in ds.ledger.rows():
+        if row["status"] == "ok" and row["output_path"] and "#" not in row["output_path"]:
+            listed.add(row["output_path"])
+            targets = json.loads(row["targets"] or "null")
+            if isinstance(targets, dict) and isinstance(targets.get("mask"), str):
+                listed.add(targets["mask"])
+    unlisted = sorted(data_files(ds.out) - listed)
+    for path in unlisted[:20]:
+        report.problems.append(Problem("*", 0, f"{path} is not in the ledger: a file no run recorded (remove it, or rerun)"))
+    if len(unlisted) > 20:
+        report.problems.append(Problem("*", 0, f"... and {len(unlisted) - 20} more files not in the ledger"))
+
+
+def _check_rows(ds: OutputFolder, rows: Iterable[Mapping[str, Any]], report: VerifyReport) -> None:
     for row in rows:
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
-        stored = ds.stored_output(row)
+        stored = ds.stored_output(row["output_path"])
         if stored is None:
             report.problems.append(Problem(key, epoch, f"output {row['output_path']} is missing"))
             continue
-        if file_digest(stored) != row["output_digest"]:
+        if sha256_hex(stored) != row["output_digest"]:
             report.problems.append(Problem(key, epoch, f"output {row['output_path']} was modified since the run "
-                                                      f"(digest {file_digest(stored)[:19]}…, ledger {row['output_digest'][:19]}…)"))
+                                                      f"(digest {sha256_hex(stored)[:19]}…, ledger {row['output_digest'][:19]}…)"))
             continue
         try:
-            source_bytes = (ds.source_root / key).read_bytes()
-        except OSError as exc:
+            source_bytes = ds.job.read_source(key)
+        except (OSError, UnsafePath) as exc:
             report.problems.append(Problem(key, epoch, f"source cannot be read: {exc}"))
             continue
-        if file_digest(source_bytes) != row["source_digest"]:
+        if sha256_hex(source_bytes) != row["source_digest"]:
             report.problems.append(Problem(key, epoch, "source file changed since the run"))
             continue
         try:
-            encoded, _ = ds.rederive(key, epoch)
+            encoded, _ = ds.rederive(key, epoch, source_bytes)
         except (Quarantined, SampleError) as exc:
             report.problems.append(Problem(key, epoch, f"re-deriving failed: {exc}"))
             continue
-        if file_digest(encoded) != row["output_digest"]:
+        if sha256_hex(encoded) != row["output_digest"]:
             report.problems.append(Problem(key, epoch, "re-derived output differs from the recorded one"))
 
 
+@dataclass(frozen=True)
+class Replayed:
+    """One output reproduced: its bytes, its ledger row, the params applied, and environment differences."""
+
+    data: bytes
+    row: dict[str, Any]
+    ops: list[dict[str, Any]]
+    env_differences: str
+
+
 def replay_output(
-    out: str | Path,
-    key: str,
-    epoch: int = 0,
-    *,
-    source: str | Path | None = None,
-    annotations: str | Path | None = None,
-) -> tuple[bytes, dict[str, Any], list[dict[str, Any]]]:
-    """Reproduce one output: ``(encoded bytes, its ledger row, the params applied)``.
+    out: str | Path, key: str, epoch: int = 0, *, source: str | Path | None = None,
+    annotations: str | Path | None = None, masks: str | Path | None = None,
+) -> Replayed:
+    """Reproduce one output byte for byte and check it against the ledger.
 
     Raises:
-        LedgerError: the ledger has no such output, or the reproduction does not match it.
+        LedgerError: the ledger has no such output, or the reproduction does not match it (the
+            message names the environment differences when there are any).
     """
-    ds = _Dataset(out, source, annotations)
+    ds = OutputFolder(out, source, annotations, masks)
+    env_differences = ds.env.describe_differences(EnvStamp.current(ds.pipeline.modality))
     rows = ds.ledger.find(key, epoch)
     if not rows:
         epochs = sorted(r["epoch"] for r in ds.ledger.find(key))
@@ -277,10 +335,16 @@ def replay_output(
     row = rows[0]
     if row["status"] != "ok":
         raise LedgerError(f"{key!r} copy {epoch} was quarantined: {row['error']}")
-    encoded, result = ds.rederive(key, epoch)
-    if file_digest(encoded) != row["output_digest"]:
-        raise LedgerError(f"reproducing {key!r} copy {epoch} gave other bytes than the ledger records")
+    try:
+        encoded, result = ds.rederive(key, epoch)
+    except (OSError, UnsafePath) as exc:
+        raise LedgerError(f"the source of {key!r} cannot be read: {exc}; pass --source if it moved") from None
+    except (Quarantined, SampleError) as exc:
+        raise LedgerError(f"reproducing {key!r} copy {epoch} failed: {exc}") from None
+    because = f" (the environment differs from the run's: {env_differences})" if env_differences else ""
+    if sha256_hex(encoded) != row["output_digest"]:
+        raise LedgerError(f"reproducing {key!r} copy {epoch} gave other bytes than the ledger records{because}")
     ops = list(result.record.ops) if result is not None else []
     if result is not None and json.loads(row["ops"]) != ops:
-        raise LedgerError(f"reproducing {key!r} copy {epoch} applied other params than the ledger records")
-    return encoded, row, ops
+        raise LedgerError(f"reproducing {key!r} copy {epoch} applied other params than the ledger records{because}")
+    return Replayed(encoded, row, ops, env_differences)

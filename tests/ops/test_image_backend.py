@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import augledger
-from augledger.ops.image import COMPOSITIONS, IMAGE_OPS, _albumentations
+from augledger.ops.image import COMPOSITIONS, IMAGE_OPS, albumentations
 
 REQUIRED_PARAMS: dict[str, dict[str, Any]] = {
     "AtLeastOneBBoxRandomCrop": {"height": 32, "width": 32},
@@ -32,6 +32,13 @@ REQUIRED_PARAMS: dict[str, dict[str, Any]] = {
     "Resize": {"height": 32, "width": 32},
     "SmallestMaxSize": {"max_size": 48},
 }
+# Ops that legitimately change nothing on the sample below at their default params (with why).
+UNCHANGED_ON_THIS_SAMPLE: dict[str, str] = {
+    "Affine": "its defaults are the identity (scale 1, no rotation, shear or translation)",
+    "Pad": "its default padding is 0",
+    "RandomRotate90": "(k.png, epoch 1) draws 0 quarter turns",
+    "XYMasking": "its default mask counts are 0",
+}
 TARGETS = {"mask": True, "bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}}
 
 
@@ -47,7 +54,7 @@ def pipeline_for(name: str) -> augledger.Pipeline:
 
 
 def test_allowlist_matches_the_backend() -> None:
-    A = _albumentations()
+    A = albumentations()
     for name in (*IMAGE_OPS, *COMPOSITIONS):
         assert inspect.isclass(getattr(A, name)), name
     assert len(set(IMAGE_OPS)) == len(IMAGE_OPS)
@@ -70,3 +77,14 @@ def test_every_op_resolves_runs_and_replays(name: str, photos: list[np.ndarray])
     assert np.array_equal(photo, photos[0]), "the op modified its input"
     json.dumps(a.record.to_dict(), allow_nan=False)  # JSON-safe params
     pipe.replay(sample(photos[0]), a.record)
+    assert [op["op"] for op in a.record.ops] == [f"albumentations.{name}"], "the op was not applied at p=1"
+    out = a.sample
+    changed = (
+        out["image"].shape != photo.shape or out["image"].dtype != photo.dtype
+        or not np.array_equal(out["image"], photo) or not np.array_equal(out["mask"], data["mask"])
+        or not np.allclose(np.asarray(out["bboxes"], dtype=float).reshape(-1, 4), [[16, 16, 48, 48]])
+    )
+    if name in UNCHANGED_ON_THIS_SAMPLE:
+        assert not changed, f"{name} now changes the sample; remove it from UNCHANGED_ON_THIS_SAMPLE"
+    else:
+        assert changed, f"{name} at p=1 left image, mask and boxes unchanged"

@@ -1,26 +1,21 @@
-"""The ledger: one row per augmented output, in Parquet, readable without augledger.
+"""Parquet ledgers: one row per output, readable without augledger.
 
 Rows are gathered as the work happens (a run's journal, or the online ledger's per-process part
 files) and written once at the end, sorted by ``(key, epoch)`` with duplicates dropped, so the
 ledger's content does not depend on how the work was spread: :func:`write_ledger` for rows in
-memory, :class:`LedgerWriter` for rows streamed in order, a batch (Parquet row group) at a time. The header (fingerprint, resolved spec, seed,
-environment stamp) is stored in the Parquet file's key-value metadata under ``augledger``, so the
-file describes itself::
+memory, :class:`LedgerWriter` for rows streamed in order, a batch (Parquet row group) at a time.
+The header (fingerprint, resolved spec, seed, environment stamp) is stored in the Parquet file's
+key-value metadata under ``augledger``, so the file describes itself::
 
     import pyarrow.parquet as pq, json
     table = pq.read_table("out/ledger.parquet")                     # or pandas / DuckDB
     header = json.loads(table.schema.metadata[b"augledger"])
 
-Columns (:data:`COLUMNS`): ``key``, ``epoch`` (the copy index offline), ``seed`` (32 hex digits),
-``status`` (``ok`` or ``quarantined``), ``error`` (why it was quarantined), ``note`` (e.g. an
-input conversion such as ``CMYK->RGB``), ``ops`` (JSON list of applied ops and params),
-``targets`` (JSON of the transformed bboxes/keypoints/labels, or null), ``source_digest``,
-``output_path`` (relative to the output folder, or null online), ``output_digest``.
+The columns are those of :class:`~augledger.ledger.row.LedgerRow` (:data:`~augledger.ledger.row.COLUMNS`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -30,44 +25,18 @@ from pathlib import Path
 from typing import Any
 
 from augledger.errors import LedgerError
+from augledger.ledger.row import COLUMNS, LedgerRow
 
-__all__ = ["COLUMNS", "LEDGER_FORMAT", "Ledger", "LedgerWriter", "in_ledger_sample", "read_ledger", "write_ledger"]
+__all__ = ["LEDGER_FORMAT", "Ledger", "LedgerWriter", "as_row", "read_ledger", "write_ledger"]
 
-#: Version of the ledger layout, stored in every header.
-LEDGER_FORMAT = 1
+#: Version of the ledger layout, stored in every header. 2: ``input_digest`` column.
+LEDGER_FORMAT = 2
 _META_KEY = b"augledger"
-_LEDGER_SAMPLE_DOMAIN = b"augledger/ledger-sample/v1\0"
 
 
-def in_ledger_sample(seed_hex: str, rate: float) -> bool:
-    """Whether a sample with this derived seed (hex) is kept by a ledger sampling ``rate`` in [0, 1].
-
-    A pure function of the seed, hashed again under its own domain so the kept subset is unrelated
-    to the draws the seed feeds: every worker layout, rank count and rerun keeps the same subset.
-    """
-    if rate >= 1.0:
-        return True
-    if rate <= 0.0:
-        return False
-    digest = hashlib.blake2b(_LEDGER_SAMPLE_DOMAIN + seed_hex.encode("ascii"), digest_size=8).digest()
-    return int.from_bytes(digest, "little") < rate * 2.0**64
-
-
-#: Column name -> Arrow type name. Timing never goes here: it would make ledgers differ run to run.
-COLUMNS: dict[str, str] = {
-    "key": "string",
-    "epoch": "int64",
-    "seed": "string",
-    "status": "string",
-    "error": "string",
-    "note": "string",
-    "ops": "string",
-    "targets": "string",
-    "source_digest": "string",
-    "output_path": "string",
-    "output_digest": "string",
-}
-_COLUMN_SET = frozenset(COLUMNS)
+def as_row(row: LedgerRow | Mapping[str, Any]) -> LedgerRow:
+    """``row`` as a :class:`LedgerRow` (a mapping is checked: unknown columns and missing keys are refused)."""
+    return row if isinstance(row, LedgerRow) else LedgerRow.from_dict(row)
 
 
 def _pa() -> Any:
@@ -82,7 +51,7 @@ def _schema() -> Any:
     return pa.schema([pa.field(name, getattr(pa, kind)(), nullable=name not in required) for name, kind in COLUMNS.items()])
 
 
-def _table(rows: Sequence[Mapping[str, Any]]) -> Any:
+def _table(rows: Sequence[LedgerRow]) -> Any:
     """Build the Arrow table of ``rows`` by parsing them as JSON lines against the ledger schema.
 
     Arrow's JSON reader is used instead of ``Table.from_pydict`` because every Python-to-Arrow
@@ -95,7 +64,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> Any:
     schema = _schema()
     if not rows:
         return schema.empty_table()
-    lines = [json.dumps({name: row.get(name) for name in COLUMNS}, ensure_ascii=False) for row in rows]
+    lines = [json.dumps(row.to_dict(), ensure_ascii=False) for row in rows]
     data = ("\n".join(lines) + "\n").encode("utf-8")
     try:
         table = pj.read_json(
@@ -111,7 +80,7 @@ def _table(rows: Sequence[Mapping[str, Any]]) -> Any:
     return pa.Table.from_arrays(table.columns, schema=schema)
 
 
-def write_ledger(rows: Iterable[Mapping[str, Any]], path: str | Path, header: Mapping[str, Any]) -> Path:
+def write_ledger(rows: Iterable[LedgerRow | Mapping[str, Any]], path: str | Path, header: Mapping[str, Any]) -> Path:
     """Write a complete ledger atomically (temp file + rename), sorted by (key, epoch).
 
     Of rows repeating a (key, epoch) pair the first is kept (later ones are re-runs). Sorting and
@@ -119,23 +88,17 @@ def write_ledger(rows: Iterable[Mapping[str, Any]], path: str | Path, header: Ma
     more rows than fit in memory, stream them in order through :class:`LedgerWriter`.
 
     Raises:
-        LedgerError: a row has a column that is not in :data:`COLUMNS`, lacks key, epoch or
-            status, or has a value of the wrong type.
+        LedgerError: a row (given as a mapping) has a column that is not in ``COLUMNS`` or lacks
+            key, epoch or status, or a value has the wrong type.
     """
-    unique: dict[tuple[str, int], Mapping[str, Any]] = {}
-    for row in rows:
-        _check_columns(row)
-        unique.setdefault((row["key"], row["epoch"]), row)
+    unique: dict[tuple[str, int], LedgerRow] = {}
+    for given in rows:
+        row = as_row(given)
+        unique.setdefault((row.key, row.epoch), row)
     with LedgerWriter(path, header) as writer:
         for pair in sorted(unique):
             writer.write(unique[pair])
     return writer.path
-
-
-def _check_columns(row: Mapping[str, Any]) -> None:
-    if not _COLUMN_SET.issuperset(row):
-        unknown = sorted(set(row) - _COLUMN_SET)
-        raise LedgerError(f"ledger row has unknown column(s) {unknown}; columns are {list(COLUMNS)}")
 
 
 class LedgerWriter:
@@ -149,22 +112,23 @@ class LedgerWriter:
                 writer.write(row)
 
     Raises (from ``write``):
-        LedgerError: an unknown column, or a row out of (key, epoch) order or repeating a pair.
+        LedgerError: a row out of (key, epoch) order or repeating a pair (or, given as a mapping,
+            with an unknown column).
     """
 
     def __init__(self, path: str | Path, header: Mapping[str, Any], *, batch_rows: int = 1024) -> None:
         self.path = Path(path)
         self._tmp = self.path.with_name(f".{self.path.name}.tmp")
         self._meta = {_META_KEY: json.dumps({"format": LEDGER_FORMAT, **dict(header)}, sort_keys=True).encode()}
-        self._batch: list[Mapping[str, Any]] = []
+        self._batch: list[LedgerRow] = []
         self._batch_rows = batch_rows
         self._last: tuple[str, int] | None = None
         self._writer: Any = None
         self.rows = 0
 
-    def write(self, row: Mapping[str, Any]) -> None:
-        _check_columns(row)
-        pair = (row["key"], row["epoch"])
+    def write(self, row: LedgerRow | Mapping[str, Any]) -> None:
+        row = as_row(row)
+        pair = (row.key, row.epoch)
         if self._last is not None and pair <= self._last:
             raise LedgerError(f"ledger rows must come in (key, epoch) order without repeats; {pair} came after {self._last}")
         self._last = pair

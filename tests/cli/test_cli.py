@@ -103,7 +103,7 @@ def test_cli_does_not_import_torch(spec_file: Path) -> None:
 
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """`make demo`: materialise, verify, preview and ledger on scikit-image photos, through the CLI."""
-    demo = Path(__file__).resolve().parents[1] / "examples" / "demo.py"
+    demo = Path(__file__).resolve().parents[2] / "examples" / "demo.py"
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     out = subprocess.run([sys.executable, str(demo), "--out", str(tmp_path / "d"), "--copies", "1"],
                          capture_output=True, text=True, env=env, timeout=300)

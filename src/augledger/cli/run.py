@@ -1,0 +1,168 @@
+"""``augledger run``: materialise an augmented dataset, with a progress bar observing the run."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, err_console, handle_errors
+from augledger.ledger.row import LedgerRow
+from augledger.observe.base import RunStart
+
+ANNOTATIONS_HELP = """\
+CSV or JSON Lines file, one row per image: key (the path relative to --source; another column
+with --key-column), and any of: label (a class label), bboxes (boxes in the spec's
+targets.bboxes.format) with one label per box in the spec's label_fields (e.g. labels),
+keypoints, mask (a mask image's path, relative to --source or --masks). Other columns (split,
+source, ...) are carried to the ledger. In CSV, list columns hold JSON text. Examples:
+key,label / cats/1.jpg,cat (classification);
+{"key": "a.jpg", "bboxes": [[10, 20, 50, 60]], "labels": ["dog"]} (pascal_voc boxes; coco is
+[x, y, w, h], yolo is normalised [cx, cy, w, h]); {"key": "a.jpg", "keypoints": [[12, 7]]};
+{"key": "a.jpg", "mask": "masks/a.png"}.\
+"""
+
+
+class ProgressObserver:
+    """A rich progress bar (rate, ETA) on a terminal; a line every 10 s (or 10%) otherwise."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.tty = sys.stderr.isatty()
+        self._bar: Any = None
+        self._task: Any = None
+        self._start = 0.0
+        self._done = self._first = self._total = 0
+        self._last = 0.0
+        self._last_fraction = 0.0
+
+    def on_start(self, start: RunStart) -> None:
+        self._start = time.monotonic()
+        self._done = self._first = start.reused  # outputs a resumed run found complete do not count toward the rate
+        self._total = start.total or 0
+        if self.tty:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self._bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("[progress.percentage]{task.percentage:>3.0f}%"),
+                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console,
+            )
+            self._bar.__enter__()
+            self._task = self._bar.add_task(self.label, total=self._total, completed=self._done, rate="")
+
+    def on_rows(self, rows: Sequence[LedgerRow]) -> None:
+        self._done += len(rows)
+        now = time.monotonic()
+        elapsed = now - self._start
+        rate = (self._done - self._first) / elapsed if elapsed > 0 else 0.0
+        if self._bar is not None:
+            self._bar.update(self._task, completed=self._done, rate=f"{rate:.1f}/s")
+            return
+        total = self._total
+        fraction = self._done / total if total else 1.0
+        if now - self._last >= 10 or fraction - self._last_fraction >= 0.1 or self._done == total:
+            self._last, self._last_fraction = now, fraction
+            eta = f", ETA {(total - self._done) / rate:.0f}s" if rate > 0 and self._done < total else ""
+            err_console.print(f"{self.label}: {self._done}/{total} outputs ({100 * fraction:.0f}%), {rate:.1f}/s{eta}",
+                              highlight=False)
+
+    def on_finish(self, summary: Mapping[str, Any]) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(None, None, None)
+            self._bar = None
+
+
+def parse_workers(value: str) -> int:
+    """``auto`` (the usable CPU count), or a count; 0 and 1 work in the calling process."""
+    from augledger.run.options import usable_cpus
+
+    if value.strip().lower() == "auto":
+        return usable_cpus()
+    try:
+        workers = int(value)
+    except ValueError:
+        raise typer.BadParameter(f"must be 'auto' or a number >= 0; got {value!r}") from None
+    if workers < 0:
+        raise typer.BadParameter(f"must be 'auto' or a number >= 0; got {value!r}")
+    return workers
+
+
+@app.command("run")
+@handle_errors
+def run(
+    spec: SpecArg,
+    source: Annotated[Path, typer.Option("--source", help="Folder of images (keys are paths relative to it).")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (new, empty, or one to resume).")],
+    copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (copy c uses epoch c).")] = 1,
+    workers: Annotated[str, typer.Option(metavar="auto|N", help="Worker processes: auto (one per usable CPU), or N; 0 or 1 work in this process. Outputs do not depend on it.")] = "auto",
+    include_original: Annotated[bool, typer.Option("--include-original", help="Also store each source file unchanged (with its targets).")] = False,
+    fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
+    image_format: Annotated[str, typer.Option(help="Encoding of augmented images: png, jpg or webp (lossless).")] = "png",
+    jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg outputs.")] = 95,
+    annotations: Annotated[Path | None, typer.Option(help=ANNOTATIONS_HELP, show_default=False)] = None,
+    key_column: Annotated[str, typer.Option(help="The annotations column that holds each image's key.")] = "key",
+    masks: Annotated[Path | None, typer.Option(help="Folder the annotations' mask paths are relative to (default: --source). Its files are never augmented as images.", show_default=False)] = None,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = 178_956_970,
+    shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
+    as_json: JsonOpt = False,
+) -> None:
+    """Materialise an augmented dataset with a manifest and a Parquet ledger.
+
+    Exit codes: 0 all outputs written; 3 finished, but some samples were quarantined (listed, with
+    reasons, in the summary, manifest.json and the ledger); 1 the run could not start or failed;
+    130/143 stopped by Ctrl-C/SIGTERM (every complete output is kept). A stopped or killed run
+    resumes when started again with the same command.
+    """
+    from augledger.run.materialize import materialize
+    from augledger.run.options import RunOptions
+
+    if fmt not in ("folder", "webdataset"):
+        raise typer.BadParameter(f"must be 'folder' or 'webdataset'; got {fmt!r}", param_hint="--format")
+    if image_format not in ("png", "jpg", "webp"):
+        raise typer.BadParameter(f"must be 'png', 'jpg' or 'webp'; got {image_format!r}", param_hint="--image-format")
+    n_workers = parse_workers(workers)
+    pipe = compile_spec_file(spec)
+    options = RunOptions(
+        copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
+        image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,  # type: ignore[arg-type]
+        shard_max_count=shard_size,
+    )
+    progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
+    try:
+        result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
+                             key_column=key_column, observers=[progress], command=["augledger", *sys.argv[1:]])
+    finally:
+        progress.close()
+    m = result.manifest
+    seconds = result.run.get("seconds", 0.0)
+    if as_json:
+        typer.echo(json.dumps({**{k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined")},
+                               "seconds": seconds, "reused": result.reused, "removed": result.removed}))
+    else:
+        c = m["counts"]
+        console.print(f"[bold]{out}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
+                      f"pipeline {m['fingerprint'][:19]}…, seed {m['seed']}", highlight=False)
+        if result.reused:
+            console.print(f"resumed: {result.reused} output(s) were already complete and verified; "
+                          f"{c['outputs'] - result.reused} made now", highlight=False)
+        if result.removed:
+            console.print(f"[yellow]removed {result.removed} output file(s)[/] of sources that are gone or changed",
+                          highlight=False)
+        if result.quarantined:
+            console.print(f"[yellow]{c['quarantined_keys']} sample(s) quarantined[/] ({c['quarantined']} outputs):")
+            seen = set()
+            for q in result.quarantined:
+                if q["key"] not in seen:
+                    seen.add(q["key"])
+                    console.print(f"  {escape(q['key'])}: {escape(q['error'])}", highlight=False)
+    raise typer.Exit(result.exit_code)

@@ -1,0 +1,153 @@
+"""Where bytes live: the ``Store`` interface and the local file system implementation.
+
+Every file augledger reads or writes for a dataset goes through a store rooted at one folder,
+addressed by relative POSIX paths (the same strings as sample keys). :class:`LocalStore` is the
+only implementation today; an fsspec-backed store (S3, GCS, ...) implements the same five methods.
+
+A store is also the security boundary: a path that is absolute, climbs out with ``..``, holds a
+NUL byte, or resolves through a symlink to somewhere outside the root is refused with
+:class:`~augledger.errors.UnsafePath`, so neither an annotation's ``mask`` column nor a symlink in a
+source folder can make a run read (or write) outside the folders it was given.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+import os
+from pathlib import Path, PurePosixPath
+from typing import Protocol
+
+from augledger.errors import UnsafePath
+
+__all__ = ["TEMP_MARK", "LocalStore", "Store", "check_relative"]
+
+log = logging.getLogger(__name__)
+
+#: Temporary files of atomic writes are named ``.<name>.tmp-<pid>``; a crashed run may leave some.
+TEMP_MARK = ".tmp-"
+
+
+class Store(Protocol):
+    """Files under one root, addressed by relative POSIX paths."""
+
+    def read(self, path: str) -> bytes:
+        """The file's bytes. Raises ``OSError`` (``FileNotFoundError`` if absent), :class:`UnsafePath`."""
+        ...
+
+    def write(self, path: str, data: bytes) -> None:
+        """Write atomically: readers see the old file or the whole new one, never a part."""
+        ...
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Every file under ``prefix``, sorted; hidden names (``.x``) are skipped."""
+        ...
+
+    def exists(self, path: str) -> bool:
+        ...
+
+    def remove(self, path: str) -> None:
+        """Remove the file if it exists."""
+        ...
+
+
+def check_relative(path: str, *, what: str = "path") -> str:
+    """Return ``path`` as a normalised relative POSIX path, or raise :class:`UnsafePath` saying why.
+
+    Refused: empty, absolute (``/x``, ``C:/x``, ``\\\\host``), ``..`` components, NUL bytes, backslashes.
+    """
+    if not isinstance(path, str) or not path:
+        raise UnsafePath(f"{what} must be a non-empty relative path; got {path!r}")
+    if "\0" in path:
+        raise UnsafePath(f"{what} {path!r} holds a NUL byte")
+    if "\\" in path:
+        raise UnsafePath(f"{what} {path!r} uses backslashes; write it with forward slashes")
+    pure = PurePosixPath(path)
+    if pure.is_absolute() or (len(path) > 1 and path[1] == ":"):
+        raise UnsafePath(f"{what} {path!r} is absolute; give it relative to its root folder")
+    if ".." in pure.parts:
+        raise UnsafePath(f"{what} {path!r} climbs out of its root folder with '..'")
+    return pure.as_posix()
+
+
+class LocalStore:
+    """A folder on the local file system. Paths are checked before every access (see the module doc)."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._real_root = os.path.realpath(self.root)
+
+    def __repr__(self) -> str:
+        return f"LocalStore({str(self.root)!r})"
+
+    def path(self, path: str) -> Path:
+        """The local path of ``path``, after checking that it stays inside the root.
+
+        Raises:
+            UnsafePath: the path is unsafe as written, or a symlink on it leads outside the root.
+        """
+        rel = check_relative(path)
+        full = os.path.join(self.root, rel)
+        real = os.path.realpath(full)
+        if real != self._real_root and not real.startswith(self._real_root + os.sep):
+            raise UnsafePath(f"{rel!r} resolves to {real!r}, outside {str(self.root)!r} (through a symlink)")
+        return Path(full)
+
+    def read(self, path: str) -> bytes:
+        with open(self.path(path), "rb") as f:
+            return f.read()
+
+    def write(self, path: str, data: bytes) -> None:
+        target = self.path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, target)
+
+    def exists(self, path: str) -> bool:
+        try:
+            return self.path(path).is_file()
+        except UnsafePath:
+            return False
+
+    def remove(self, path: str) -> None:
+        self.path(path).unlink(missing_ok=True)
+
+    def list(self, prefix: str = "") -> builtins.list[str]:
+        """Every file under ``prefix``, sorted by code point; symlinked folders are followed once each.
+
+        Raises:
+            UnsafePath: an entry (a file or a folder symlink) resolves outside the root; every such
+                entry is named, so one error lists all of them.
+        """
+        start = self.path(prefix) if prefix else self.root
+        found: builtins.list[str] = []
+        escaping: builtins.list[str] = []
+        self._walk(str(start), {os.path.realpath(start)}, found, escaping)
+        if escaping:
+            shown = "; ".join(escaping[:5]) + (f"; and {len(escaping) - 5} more" if len(escaping) > 5 else "")
+            raise UnsafePath(
+                f"{len(escaping)} symlink(s) under {str(self.root)!r} lead outside it ({shown}); a run reads only "
+                "inside its source folder: replace each link with the data it points to, or remove it"
+            )
+        return sorted(found)
+
+    def _walk(self, folder: str, seen: set[str], found: builtins.list[str], escaping: builtins.list[str]) -> None:
+        # Depth first in sorted order, so which of two links to one folder is read is always the same.
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):
+                continue
+            real = os.path.realpath(entry.path) if entry.is_symlink() else None
+            if real is not None and real != self._real_root and not real.startswith(self._real_root + os.sep):
+                escaping.append(f"{os.path.relpath(entry.path, self.root)} -> {real}")
+            elif entry.is_dir():
+                real = real or os.path.realpath(entry.path)
+                if real in seen:
+                    # A link back up the tree would otherwise repeat every file under ever longer paths.
+                    log.warning("skipping %s: it leads to a folder already read (%s)", entry.path, real)
+                    continue
+                seen.add(real)
+                self._walk(entry.path, seen, found, escaping)
+            elif entry.is_file():
+                found.append(Path(os.path.relpath(entry.path, self.root)).as_posix())

@@ -1,0 +1,92 @@
+"""The op backend interface: what one modality's backend implements, and nothing more.
+
+A backend owns everything that depends on the augmentation library behind a modality:
+
+* **resolve**: turn a spec's ``ops`` and ``targets`` into their resolved form (JSON data, every
+  default filled in, names canonical), raising :class:`~augledger.errors.SpecError` subclasses
+  that name the location. The resolved form is what the fingerprint hashes.
+* **compile**: build a :class:`Compiled` from the resolved form; the pipeline asks it for one
+  :class:`Applier` per thread (appliers hold mutable library objects and are never shared).
+* **versions**: the libraries whose versions the outputs depend on (for the environment stamp).
+
+Randomness is not the backend's to invent: an applier receives the sample's 128-bit seed, derived
+by :mod:`augledger.seeding`, and must draw only from generators seeded with it.
+
+The registry (:mod:`augledger.ops.registry`) finds a backend by modality and imports it only
+when a spec names that modality. Adding a modality is one module that defines a ``Backend``
+plus one registry entry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from augledger.spec import OpSpec
+
+__all__ = ["Applier", "Backend", "Compiled"]
+
+
+class Applier(Protocol):
+    """Augments one sample at a time. Not thread-safe: each thread gets its own."""
+
+    def __call__(self, sample: Mapping[str, Any], *, key: str, seed: int) -> tuple[dict[str, Any], Any]:
+        """Augment ``sample`` with draws seeded by ``seed``.
+
+        Returns:
+            The new sample dict (the input is not modified) and the applied ops in the backend's
+            own form, which :meth:`Compiled.record_ops` turns into JSON when a record is read.
+
+        Raises:
+            SampleError: the sample does not fit the spec (missing field, undeclared target),
+                naming ``key``. Any other exception means the library failed on this sample.
+        """
+        ...
+
+
+class Compiled(Protocol):
+    """A resolved spec compiled by its backend: a factory of appliers and a record converter."""
+
+    #: The sample dict keys an applier accepts.
+    sample_fields: frozenset[str]
+
+    def new_applier(self) -> Applier:
+        """A fresh applier for the calling thread."""
+        ...
+
+    def record_ops(self, applied: Any) -> tuple[dict[str, Any], ...]:
+        """Applied ops as JSON data: ``({"op": name, "params": {...}}, ...)`` in the order applied."""
+        ...
+
+
+class Backend(Protocol):
+    """One modality's ops: resolution, compilation, versions and the op names a spec may use."""
+
+    #: The ``modality`` a spec names to use this backend (``image``).
+    modality: str
+    #: The prefix of canonical op names (``albumentations`` in ``albumentations.HorizontalFlip``).
+    namespace: str
+
+    def op_names(self) -> tuple[str, ...]:
+        """Every op name a spec may use (bare, without the namespace), compositions included."""
+        ...
+
+    def resolve_ops(self, ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
+        """The resolved op nodes: ``{"op": canonical name, "p": float, "params": {...}[, "ops": [...]]}``."""
+        ...
+
+    def resolve_targets(self, targets: Mapping[str, Any]) -> dict[str, Any]:
+        """The resolved ``targets`` section (every default filled in), validated strictly."""
+        ...
+
+    def targets_schema(self) -> dict[str, Any]:
+        """JSON Schema of the ``targets`` section, for editors."""
+        ...
+
+    def compile(self, ops: Sequence[Mapping[str, Any]], targets: Mapping[str, Any]) -> Compiled:
+        """Build from resolved ops and targets. Raises :class:`SpecError` if they cannot be built."""
+        ...
+
+    def versions(self) -> dict[str, str]:
+        """``{library: version}`` of every library the outputs depend on."""
+        ...

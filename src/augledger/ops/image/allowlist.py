@@ -1,0 +1,69 @@
+"""Which Albumentations transforms a spec may name, and how names are written.
+
+A spec names ops by Albumentations class name, bare (``HorizontalFlip``) or namespaced
+(``albumentations.HorizontalFlip``); only the names here are accepted, so a spec can never reach
+an arbitrary class or import path. Left out on purpose: transforms that need callables, file
+paths, reference images or per-sample metadata (``Lambda``, ``FDA``, ``HistogramMatching``,
+``Mosaic``, ``TextImage``, ...), deprecated aliases (``ShiftScaleRotate``, ...), conversions
+to tensors (``ToTensorV2``) and transforms that warn on every construction (``PiecewiseAffine``:
+"very slow, use ElasticTransform").
+"""
+
+from __future__ import annotations
+
+import difflib
+
+from augledger.errors import UnknownOpError
+
+__all__ = ["COMPOSITIONS", "IMAGE_OPS", "NAMESPACE", "canonical_op_name"]
+
+NAMESPACE = "albumentations"
+
+#: Albumentations transforms a spec may name. Reviewed by hand for 2.0.8 (see the module docstring
+#: for what is left out). ``tests/ops/test_image_backend.py`` builds and runs every one of them.
+IMAGE_OPS: tuple[str, ...] = (
+    "AdditiveNoise", "AdvancedBlur", "Affine", "AtLeastOneBBoxRandomCrop", "AutoContrast",
+    "BBoxSafeRandomCrop", "Blur", "CLAHE", "CenterCrop", "ChannelDropout", "ChannelShuffle",
+    "ChromaticAberration", "CoarseDropout", "ColorJitter", "ConstrainedCoarseDropout", "Crop",
+    "CropAndPad", "CropNonEmptyMaskIfExists", "D4", "Defocus", "Downscale", "ElasticTransform",
+    "Emboss", "Equalize", "Erasing", "FancyPCA", "FromFloat", "GaussNoise",
+    "GaussianBlur", "GlassBlur", "GridDistortion", "GridDropout", "GridElasticDeform", "HEStain",
+    "HorizontalFlip", "HueSaturationValue", "ISONoise", "Illumination", "ImageCompression",
+    "InvertImg", "LongestMaxSize", "MaskDropout", "MedianBlur", "Morphological", "MotionBlur",
+    "MultiplicativeNoise", "Normalize", "OpticalDistortion", "Pad", "PadIfNeeded", "Perspective",
+    "PixelDropout", "PlanckianJitter", "PlasmaBrightnessContrast", "PlasmaShadow",
+    "Posterize", "RGBShift", "RandomBrightnessContrast", "RandomCrop", "RandomCropFromBorders",
+    "RandomFog", "RandomGamma", "RandomGravel", "RandomGridShuffle", "RandomRain", "RandomResizedCrop",
+    "RandomRotate90", "RandomScale", "RandomShadow", "RandomSizedBBoxSafeCrop", "RandomSizedCrop",
+    "RandomSnow", "RandomSunFlare", "RandomToneCurve", "Resize", "RingingOvershoot", "Rotate",
+    "SafeRotate", "SaltAndPepper", "Sharpen", "ShotNoise", "SmallestMaxSize", "Solarize", "Spatter",
+    "SquareSymmetry", "Superpixels", "ThinPlateSpline", "ToFloat", "ToGray", "ToSepia", "Transpose",
+    "UnsharpMask", "VerticalFlip", "XYMasking", "ZoomBlur",
+)  # fmt: skip
+
+#: Compositions and the params each accepts (beyond ``p`` and the child ``ops``).
+COMPOSITIONS: dict[str, tuple[str, ...]] = {
+    "OneOf": (),
+    "SomeOf": ("n", "replace"),
+    "Sequential": (),
+}
+
+_IMAGE_OPS = frozenset(IMAGE_OPS)
+
+
+def canonical_op_name(name: str, *, location: str) -> str:
+    """Map ``HorizontalFlip`` or ``albumentations.HorizontalFlip`` to the canonical namespaced name.
+
+    Raises:
+        UnknownOpError: the name is not on the allowlist, with the closest allowed names.
+    """
+    bare = name.removeprefix(f"{NAMESPACE}.")
+    if bare in _IMAGE_OPS or bare in COMPOSITIONS:
+        return f"{NAMESPACE}.{bare}"
+    choices = [*IMAGE_OPS, *COMPOSITIONS]
+    lowered = {c.lower(): c for c in choices}
+    close = [lowered[m] for m in difflib.get_close_matches(bare.lower(), list(lowered), n=3, cutoff=0.6)]
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}?" if close else "see `augledger spec schema`"
+    if "." in bare or "/" in bare:
+        hint = "a spec names ops by registered name, never by import path; " + hint
+    raise UnknownOpError(f"op {name!r} is not an allowed image op; {hint}", location=location)

@@ -1,0 +1,132 @@
+"""What a finished output folder says about itself: ``manifest.json`` (identity) and ``run.json`` (facts).
+
+``manifest.json`` is the dataset's identity and is deterministic: fingerprint, resolved spec,
+seed, environment stamp, the options that change outputs, the source digest, counts, the
+quarantined outputs, the ledger's digest and the shards. Two identical runs, whatever their
+worker count, timing or ``--out`` folder, write the same bytes, so a data-versioning tool that
+hashes the folder sees no change. ``run.json`` beside it holds what differs from run to run:
+times, command line, workers, host, and the absolute paths of the source and annotations (which
+``verify`` and ``replay`` read the source from).
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from augledger._version import __version__
+from augledger.errors import LedgerError
+from augledger.ledger.row import LedgerRow
+from augledger.run.folder import MANIFEST, RUN_INFO
+from augledger.run.sources import SourcesDigest
+
+__all__ = ["MANIFEST_FORMAT", "Summary", "read_manifest", "read_run_info", "run_info"]
+
+#: 2: run facts moved to run.json; ledger digest; stale outputs removed.
+MANIFEST_FORMAT = 2
+
+
+class Summary:
+    """Counts, quarantined outputs and the source digest, gathered from rows in (key, epoch) order."""
+
+    def __init__(self) -> None:
+        self.outputs = self.ok = 0
+        self.quarantined: list[dict[str, Any]] = []
+        self._sources = SourcesDigest()
+        self._key: str | None = None
+        self._key_digests: set[str] = set()
+
+    def add(self, row: LedgerRow) -> None:
+        self.outputs += 1
+        if row.ok:
+            self.ok += 1
+        else:
+            self.quarantined.append({"key": row.key, "epoch": row.epoch, "error": row.error})
+        if row.key != self._key:
+            self._flush_key()
+            self._key = row.key
+        if row.source_digest:
+            self._key_digests.add(row.source_digest)
+
+    def _flush_key(self) -> None:
+        if self._key is not None:
+            for digest in sorted(self._key_digests):
+                self._sources.add(self._key, digest)
+        self._key_digests = set()
+
+    def sources_digest(self) -> str:
+        self._flush_key()
+        self._key = None
+        return self._sources.hexdigest()
+
+    def counts(self) -> dict[str, int]:
+        return {
+            "outputs": self.outputs,
+            "ok": self.ok,
+            "quarantined": len(self.quarantined),
+            "quarantined_keys": len({q["key"] for q in self.quarantined}),
+        }
+
+
+def run_info(
+    *, started: str, finished: str, seconds: float, command: list[str], workers: int, out: Path,
+    source: Path, annotations: Path | None, masks: Path | None, reused: int, made: int, removed: int,
+) -> dict[str, Any]:
+    """The facts of one run, for ``run.json``."""
+    return {
+        "augledger": __version__,
+        "started_at": started,
+        "finished_at": finished,
+        "seconds": round(seconds, 3),
+        "command": command,
+        "workers": workers,
+        "host": socket.gethostname(),
+        "python": sys.executable,
+        "platform": platform.platform(),
+        "out": str(out),
+        "source": str(source),
+        "annotations": str(annotations) if annotations is not None else None,
+        "masks": str(masks) if masks is not None else None,
+        "reused": reused,
+        "made": made,
+        "removed_stale": removed,
+    }
+
+
+def _read_json(out: Path, name: str, what: str) -> dict[str, Any]:
+    path = out / name
+    if not path.is_file():
+        raise LedgerError(what)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LedgerError(f"{str(path)!r} cannot be read: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise LedgerError(f"{str(path)!r} is not a JSON object")
+    return dict(data)
+
+
+def read_manifest(out: str | Path) -> dict[str, Any]:
+    """The manifest of a finished run (``out/manifest.json``).
+
+    Raises:
+        LedgerError: there is none (the run never finished, or ``out`` is not an output folder).
+    """
+    return _read_json(
+        Path(out), MANIFEST,
+        f"{str(out)!r} has no manifest.json: not an augledger output folder, or its run did not finish "
+        "(run the same `augledger run` command again to resume it)",
+    )
+
+
+def read_run_info(out: str | Path) -> dict[str, Any]:
+    """The facts of the run that made ``out`` (``out/run.json``), or ``{}`` when it is gone (a copied dataset)."""
+    try:
+        return _read_json(Path(out), RUN_INFO, "")
+    except LedgerError:
+        return {}

@@ -1,0 +1,69 @@
+"""What an offline run produces, and how (the options of ``augledger run``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+from augledger.io.image import DEFAULT_MAX_PIXELS
+
+__all__ = ["RunOptions", "usable_cpus"]
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask, which containers and ``taskset`` narrow)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """What to produce. Everything except ``workers`` and ``chunk_size`` is part of the folder's identity.
+
+    ``workers`` 0 or 1 works in the calling process; N > 1 forks N worker processes.
+    """
+
+    copies: int = 1
+    workers: int = 1
+    include_original: bool = False
+    format: Literal["folder", "webdataset"] = "folder"
+    image_format: Literal["png", "jpg", "webp"] = "png"
+    jpeg_quality: int = 95
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    shard_max_count: int = 1000
+    shard_max_bytes: int = 1 << 30
+    chunk_size: int = 4
+
+    def __post_init__(self) -> None:
+        def positive(name: str, value: object, minimum: int = 1) -> None:
+            if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+                raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
+
+        positive("copies", self.copies)
+        positive("workers", self.workers, 0)
+        positive("max_pixels", self.max_pixels)
+        positive("shard_max_count", self.shard_max_count)
+        positive("shard_max_bytes", self.shard_max_bytes)
+        positive("chunk_size", self.chunk_size)
+        if self.format not in ("folder", "webdataset"):
+            raise ValueError(f"format must be 'folder' or 'webdataset'; got {self.format!r}")
+        if self.image_format not in ("png", "jpg", "webp"):
+            raise ValueError(f"image_format must be 'png', 'jpg' or 'webp'; got {self.image_format!r}")
+        if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
+            raise ValueError(f"jpeg_quality must be an int in [1, 100]; got {self.jpeg_quality!r}")
+
+    @property
+    def in_process(self) -> bool:
+        return self.workers <= 1
+
+    def identity(self) -> dict[str, Any]:
+        """The options that change what the folder holds (not how fast it is made)."""
+        d = asdict(self)
+        for k in ("workers", "chunk_size"):
+            d.pop(k)
+        if self.image_format != "jpg":
+            d.pop("jpeg_quality")  # it changes nothing then; leaving it out keeps PNG folders' identity as before
+        return d

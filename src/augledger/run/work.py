@@ -1,0 +1,229 @@
+"""The work of one source file, shared-nothing: read, decode, attach targets, augment, encode.
+
+:class:`SampleJob` holds everything a worker needs (the pipeline, where the source is, the run's
+options) and pickles to worker processes. Its methods are pure functions of their inputs and the
+files they read: :meth:`SampleJob.produce` makes every output of one source file (or its
+quarantine rows) without writing anything, and :func:`write_outputs` stores the files. Engines
+decide where each runs; ``verify`` and ``replay`` call :meth:`SampleJob.prepare` and
+:meth:`SampleJob.derive` to re-make one output exactly as the run did.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any
+
+from augledger._canonical import canonical_json, sha256_hex
+from augledger.errors import Quarantined, SampleError, UnsafePath
+from augledger.io.codecs import Annotation, Codec, Encoded, get_codec
+from augledger.io.store import LocalStore, Store
+from augledger.ledger.row import LedgerRow
+from augledger.pipeline import Pipeline
+from augledger.record import Augmented, Record, plain_json, sample_digest
+from augledger.run.folder import ORIGINAL_EPOCH, mask_name, output_name
+from augledger.run.options import RunOptions
+
+__all__ = ["Output", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One source file and the outputs still to make from it."""
+
+    key: str
+    epochs: tuple[int, ...]
+    original: bool
+    annotation: Annotation | None
+
+
+@dataclass
+class Output:
+    """One output: its ledger row, the record whose params the row still needs, and its files.
+
+    ``files[0]`` is the output itself; :func:`write_outputs` sets ``row.output_digest`` from its
+    bytes unless the row has it already (an original's digest is its source's).
+    """
+
+    row: LedgerRow
+    record: Record | None = None
+    files: list[tuple[str, bytes]] = field(default_factory=list)
+
+
+def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
+    """The label fields the spec's bbox and keypoint targets declare, in order, without repeats."""
+    names = [*(targets.get("bboxes") or {}).get("label_fields", ()), *(targets.get("keypoints") or {}).get("label_fields", ())]
+    return tuple(dict.fromkeys(names))
+
+
+@dataclass(frozen=True)
+class SampleJob:
+    """What a worker needs to make outputs: pipeline, source, masks folder and options. Picklable."""
+
+    pipeline: Pipeline
+    source_root: str
+    options: RunOptions
+    masks_root: str | None = None
+
+    @cached_property
+    def codec(self) -> Codec:
+        return get_codec(self.pipeline.modality, max_pixels=self.options.max_pixels, jpeg_quality=self.options.jpeg_quality)
+
+    @cached_property
+    def source(self) -> Store:
+        return LocalStore(self.source_root)
+
+    @cached_property
+    def masks(self) -> Store:
+        return LocalStore(self.masks_root) if self.masks_root is not None else self.source
+
+    def __getstate__(self) -> dict[str, Any]:
+        # The cached stores and codec are rebuilt on the other side.
+        return {"pipeline": self.pipeline, "source_root": self.source_root, "options": self.options,
+                "masks_root": self.masks_root}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            object.__setattr__(self, name, value)
+
+    # -- the pieces verify and replay use ----------------------------------------------------------
+
+    def read_source(self, key: str) -> bytes:
+        """The source file's bytes. Raises ``OSError``, or :class:`UnsafePath` for a key leaving the source."""
+        return self.source.read(key)
+
+    def prepare(self, data: bytes, annotation: Annotation | None) -> tuple[dict[str, Any], str | None]:
+        """Decode a source file and attach its targets: ``(pipeline input, conversion note)``.
+
+        Raises:
+            Quarantined: the file cannot be decoded, or its annotation does not fit it.
+        """
+        decoded = self.codec.decode(data)
+        sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, self.masks.read)
+        return sample, decoded.note
+
+    def derive(self, sample: Mapping[str, Any], key: str, epoch: int) -> tuple[Encoded, Augmented]:
+        """Augment and encode one output.
+
+        Raises:
+            SampleError: the pipeline failed on this sample.
+            Quarantined: the output cannot be encoded (``unencodable``).
+        """
+        result = self.pipeline.apply(sample, key=key, epoch=epoch)
+        return self.codec.encode(result.sample, self.options.image_format), result
+
+    def targets_json(self, sample: Mapping[str, Any], annotation: Annotation | None, mask_path: str | None) -> str | None:
+        """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, mask path."""
+        data: dict[str, Any] = {}
+        if annotation is not None:
+            data.update(annotation.carry)
+            if annotation.label is not None:
+                data["label"] = annotation.label
+        stored = self.codec.stored_fields
+        for name, value in sample.items():
+            if name not in stored:
+                data[name] = plain_json(value)
+        if mask_path is not None:
+            data["mask"] = mask_path
+        return canonical_json(data).decode() if data else None
+
+    # -- one source file ---------------------------------------------------------------------------
+
+    def produce(self, task: Task) -> list[Output]:
+        """Every output of one source file, or its quarantine rows; never raises for a bad sample."""
+        key, fmt, pipe = task.key, self.options.image_format, self.pipeline
+        wanted = [*((ORIGINAL_EPOCH,) if task.original else ()), *task.epochs]
+
+        def seed_hex(epoch: int) -> str | None:
+            # Only quarantine rows need it here; an ok row takes the seed from its record.
+            return None if epoch == ORIGINAL_EPOCH else f"{pipe.sample_seed(key=key, epoch=epoch):032x}"
+
+        def quarantine_all(reason: str, message: str, source_digest: str | None) -> list[Output]:
+            log.warning("quarantined %s: %s: %s", key, reason, message)
+            return [Output(LedgerRow.quarantined(key, e, seed_hex(e), reason, message, source_digest=source_digest))
+                    for e in wanted]
+
+        try:
+            data = self.read_source(key)
+        except UnsafePath as exc:
+            return quarantine_all("unsafe-path", str(exc), None)
+        except OSError as exc:
+            return quarantine_all("unreadable", str(exc), None)
+        src = sha256_hex(data)
+        try:
+            sample, note = self.prepare(data, task.annotation)
+        except Quarantined as q:
+            return quarantine_all(q.reason, str(q), src)
+        payload = sample_digest({"image": sample["image"]})
+        outputs: list[Output] = []
+        if task.original:
+            rel = output_name(key, ORIGINAL_EPOCH, fmt)
+            files = [(rel, data)]
+            mask_rel = None
+            if "mask" in sample:
+                mask_rel = mask_name(key, ORIGINAL_EPOCH)
+                files.append((mask_rel, self.codec.encode({"image": sample["mask"]}, "png").data))
+            row = LedgerRow(key, ORIGINAL_EPOCH, None, ops="[]", targets=self.targets_json(sample, task.annotation, mask_rel),
+                            source_digest=src, input_digest=payload, output_path=rel,
+                            output_digest=src)  # the same bytes: no second hash
+            outputs.append(Output(row, None, files))
+        for epoch in task.epochs:
+            try:
+                encoded, result = self.derive(sample, key, epoch)
+            except SampleError as exc:
+                cause = exc.__cause__
+                message = str(cause or exc) if isinstance(cause, (ValueError, TypeError)) else str(exc)
+                # Boxes/points the backend rejects are the annotation's fault; anything else (e.g. a crop
+                # larger than this image) is the op's failure on this sample.
+                annotated = any(len(sample.get(k) or ()) for k in ("bboxes", "keypoints")) or "mask" in sample
+                reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
+                log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
+                outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message,
+                                                            source_digest=src, input_digest=payload)))
+                continue
+            except Quarantined as q:
+                outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), q.reason, str(q),
+                                                            source_digest=src, input_digest=payload)))
+                continue
+            rel = output_name(key, epoch, fmt)
+            files = [(rel, encoded.data)]
+            mask_rel = None
+            if "mask.png" in encoded.side:
+                mask_rel = mask_name(key, epoch)
+                files.append((mask_rel, encoded.side["mask.png"]))
+            row = LedgerRow(key, epoch, result.record.seed, note=note,
+                            targets=self.targets_json(result.sample, task.annotation, mask_rel),
+                            source_digest=src, input_digest=payload, output_path=rel)
+            outputs.append(Output(row, result.record, files))
+        return outputs
+
+
+def finish_rows(outputs: Sequence[Output]) -> list[LedgerRow]:
+    """The outputs' rows with their applied params as JSON.
+
+    Converting the params of a handful of records in one go, after the pixel work, costs much
+    less than interleaving each conversion with image processing that has just flushed the caches.
+    """
+    rows = []
+    for output in outputs:
+        if output.record is not None:
+            output.row.ops = canonical_json(list(output.record.ops)).decode()
+        rows.append(output.row)
+    return rows
+
+
+def write_outputs(outputs: Sequence[Output], store: Store) -> None:
+    """Write every output's files atomically, and set each row's ``output_digest`` from its bytes.
+
+    A row whose file could not be written raises here; nothing is journaled for it.
+    """
+    for output in outputs:
+        for i, (path, data) in enumerate(output.files):
+            store.write(path, data)
+            if i == 0 and output.row.output_digest is None:
+                output.row.output_digest = sha256_hex(data)
+
