@@ -90,3 +90,52 @@ def test_sources_digest_streamed_equals_the_list_digest() -> None:
     assert SourcesDigest().hexdigest() == digest_of_sources([])
     with pytest.raises(ValueError, match="sorted"):
         streamed.add("a.png", "sha256:9")
+
+
+def test_the_row_type_defines_the_columns() -> None:
+    import dataclasses
+
+    from augledger.ledger import LedgerRow
+
+    assert list(COLUMNS) == [f.name for f in dataclasses.fields(LedgerRow)]
+    assert COLUMNS["epoch"] == "int64" and {COLUMNS[c] for c in COLUMNS if c != "epoch"} == {"string"}
+    row = LedgerRow.quarantined("a.png", 2, "ab" * 16, "corrupt", "damaged JPEG data", source_digest="sha256:x")
+    assert row.reason == "corrupt" and not row.ok and row.error == "corrupt: damaged JPEG data"
+    assert LedgerRow.from_dict(row.to_dict()) == row
+    with pytest.raises(LedgerError, match=r"lacks \['status'\]"):
+        LedgerRow.from_dict({"key": "a", "epoch": 0})
+
+
+def test_duckdb_reads_a_ledger_without_augledger(tmp_path: Path) -> None:
+    import duckdb
+
+    rows = [{"key": f"k{i}.png", "epoch": e, "status": "ok" if i % 3 else "quarantined", "ops": "[]"}
+            for i in range(6) for e in range(2)]
+    path = write_ledger(rows, tmp_path / "l.parquet", HEADER)
+    con = duckdb.connect()
+    got = con.execute(
+        f"SELECT status, count(*) FROM read_parquet('{path}') GROUP BY status ORDER BY status"
+    ).fetchall()
+    assert got == [("ok", 8), ("quarantined", 4)]
+    assert con.execute(f"SELECT key FROM read_parquet('{path}') WHERE epoch = 1 ORDER BY key LIMIT 1").fetchone() == ("k0.png",)
+
+
+def test_part_files_from_several_processes_merge_sorted(tmp_path: Path) -> None:
+    import os
+
+    from augledger.ledger import LedgerRow
+    from augledger.ledger.parts import PartFiles
+
+    parts = PartFiles(tmp_path)
+    parts.append([LedgerRow("b.png", 0, "s"), LedgerRow("a.png", 1, "s")])
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child: its own part file, never the parent's handle
+        try:
+            parts.append([LedgerRow("a.png", 0, "s"), LedgerRow("b.png", 0, "child")])
+        finally:
+            os._exit(0)
+    os.waitpid(pid, 0)
+    (tmp_path / "part-killed-9.jsonl").write_text('{"key": "c.png", "epo')  # a process killed mid-line
+    assert len(parts.parts()) == 3
+    merged = read_ledger(parts.merge(tmp_path / "ledger.parquet", HEADER)).rows()
+    assert [(r["key"], r["epoch"]) for r in merged] == [("a.png", 0), ("a.png", 1), ("b.png", 0)]

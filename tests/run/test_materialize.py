@@ -546,3 +546,40 @@ def test_in_process_run_does_not_page_fault_per_image(tmp_path: Path) -> None:
     _warm, small, large = json.loads(proc.stdout.splitlines()[-1])
     per_image = (large - small) / 60
     assert per_image < 25, f"{per_image:.0f} page faults per image (runs of 20 and 80 images: {small}, {large})"
+
+
+def test_identical_runs_make_identical_folders_wherever_they_write(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    """What a data-versioning tool hashes: everything but run.json and .augledger/ is byte-identical."""
+    a = materialize(pipe, source, tmp_path / "first" / "out", options=RunOptions(copies=2, workers=1, include_original=True))
+    b = materialize(pipe, source, tmp_path / "second-place", options=RunOptions(copies=2, workers=2, include_original=True))
+    assert tree_digests(tmp_path / "first" / "out") == tree_digests(tmp_path / "second-place")
+    assert (tmp_path / "first" / "out" / "manifest.json").read_bytes() == (tmp_path / "second-place" / "manifest.json").read_bytes()
+    assert a.run["out"] != b.run["out"] and a.run["workers"] != b.run["workers"]
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def on_start(self, start: Any) -> None:
+        self.events.append(("start", start))
+
+    def on_rows(self, rows: Any) -> None:
+        self.events.append(("rows", list(rows)))
+
+    def on_finish(self, summary: Any) -> None:
+        self.events.append(("finish", summary))
+
+
+def test_observers_see_start_every_row_and_the_manifest(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    first, again = Recorder(), Recorder()
+    result = materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=2, workers=2), observers=[first])
+    kinds = [kind for kind, _ in first.events]
+    assert kinds[0] == "start" and kinds[-1] == "finish" and set(kinds[1:-1]) == {"rows"}
+    start = first.events[0][1]
+    assert (start.kind, start.total, start.reused, start.fingerprint) == ("offline", 48, 0, pipe.fingerprint)
+    rows = [row for kind, batch in first.events if kind == "rows" for row in batch]
+    assert sorted((r.key, r.epoch) for r in rows) == [(r["key"], r["epoch"]) for r in read_ledger(tmp_path / "o").rows()]
+    assert first.events[-1][1] == result.manifest
+    materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=2), observers=[again])
+    assert again.events[0][1].reused == 48 and [k for k, _ in again.events] == ["start", "finish"]

@@ -476,6 +476,74 @@ def test_wds_mapper_ledger_and_missing_field(pipe: augledger.Pipeline, tmp_path:
         mapper({"__key__": "c", "cls": 1})
 
 
+def test_wds_mapper_decodes_by_the_offline_rules_and_records_the_file_digest(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    """The same bytes are accepted or refused the same way online and offline."""
+    import hashlib
+    import io
+
+    from PIL import Image
+
+    from augledger import Quarantined
+
+    def png(mode: str) -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(image_for(0)).convert(mode).save(buf, format="PNG")
+        return buf.getvalue()
+
+    ledger = OnlineLedger(tmp_path / "ledger", pipe)
+    mapper = wds_mapper(pipe, image="png", ledger=ledger)
+    data = png("RGB")
+    mapper({"__key__": "ok", "png": data})
+    with pytest.raises(Quarantined, match="alpha channel"):
+        mapper({"__key__": "rgba", "png": png("RGBA")})
+    (row,) = read_ledger(ledger.merge()).rows()
+    assert row["source_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class RecordingObserver:
+    def __init__(self) -> None:
+        self.starts: list[Any] = []
+        self.batches: list[list[Any]] = []
+        self.finished: list[Any] = []
+
+    def on_start(self, start: Any) -> None:
+        self.starts.append(start)
+
+    def on_rows(self, rows: Any) -> None:
+        self.batches.append(list(rows))
+
+    def on_finish(self, summary: Any) -> None:
+        self.finished.append(summary)
+
+
+def test_online_observers_see_each_batch_and_the_ledger_keeps_its_sample(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    observer = RecordingObserver()
+    ledger = OnlineLedger(tmp_path / "l", pipe, sample_rate=0.5)
+    dataset = AugmentedDataset(ImageLabels(), pipe, key=key_for, ledger=ledger, observers=[observer])
+    sampler = EpochSampler(dataset, seed=ORDER_SEED)
+    run_loader(dataset, sampler, [0], num_workers=0)
+    dataset.close()
+    assert [s.kind for s in observer.starts] == ["online"] and observer.starts[0].fingerprint == pipe.fingerprint
+    rows = [r for batch in observer.batches for r in batch]
+    assert sorted(r.key for r in rows) == sorted(KEYS) and all(r.ops is not None for r in rows)
+    assert len(observer.batches) > 1 and observer.finished == [{"kind": "online", "split": "train"}]
+    kept = {(r["key"], r["epoch"]) for r in read_ledger(ledger.merge()).rows()}
+    assert kept == {(r.key, r.epoch) for r in rows if ledger.selected(key=r.key, epoch=r.epoch)}
+    assert 0 < len(kept) < len(rows)
+
+
+def test_iterating_a_sampler_twice_with_one_epoch_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    sampler = EpochSampler(5, seed=1)
+    list(sampler)
+    assert "iterated twice" not in caplog.text
+    list(sampler)
+    list(sampler)
+    assert caplog.text.count("iterated twice with epoch 0") == 1
+    sampler.set_epoch(1)
+    list(sampler)
+    assert caplog.text.count("iterated twice") == 1
+
+
 # -- the example ---------------------------------------------------------------------------------------
 
 

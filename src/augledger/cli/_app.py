@@ -67,6 +67,7 @@ def _root(
 
 def compile_spec_file(path: Path) -> Any:
     """Load and compile a spec file (a :class:`~augledger.Pipeline`)."""
-    import augledger
+    from augledger.pipeline import compile_spec
+    from augledger.spec import load_spec
 
-    return augledger.compile_spec(augledger.load_spec(path))
+    return compile_spec(load_spec(path))

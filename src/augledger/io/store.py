@@ -124,7 +124,19 @@ class LocalStore:
         start = self.path(prefix) if prefix else self.root
         found: builtins.list[str] = []
         escaping: builtins.list[str] = []
-        self._walk(str(start), {os.path.realpath(start)}, found, escaping)
+        links: builtins.list[str] = []
+        seen = {os.path.realpath(start)}
+        self._walk(str(start), seen, found, escaping, links)
+        # Symlinked folders come after the whole real tree, so a real folder is never read under an
+        # alias's name; each real folder is read once (a link back up the tree would repeat every file).
+        while links:
+            link = links.pop(0)
+            real = os.path.realpath(link)
+            if real in seen:
+                log.warning("skipping %s: it leads to a folder already read (%s)", link, real)
+                continue
+            seen.add(real)
+            self._walk(link, seen, found, escaping, links)
         if escaping:
             shown = "; ".join(escaping[:5]) + (f"; and {len(escaping) - 5} more" if len(escaping) > 5 else "")
             raise UnsafePath(
@@ -133,21 +145,25 @@ class LocalStore:
             )
         return sorted(found)
 
-    def _walk(self, folder: str, seen: set[str], found: builtins.list[str], escaping: builtins.list[str]) -> None:
-        # Depth first in sorted order, so which of two links to one folder is read is always the same.
+    def _walk(
+        self, folder: str, seen: set[str], found: builtins.list[str], escaping: builtins.list[str],
+        links: builtins.list[str],
+    ) -> None:
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.startswith("."):
                 continue
-            real = os.path.realpath(entry.path) if entry.is_symlink() else None
-            if real is not None and real != self._real_root and not real.startswith(self._real_root + os.sep):
-                escaping.append(f"{os.path.relpath(entry.path, self.root)} -> {real}")
-            elif entry.is_dir():
-                real = real or os.path.realpath(entry.path)
-                if real in seen:
-                    # A link back up the tree would otherwise repeat every file under ever longer paths.
-                    log.warning("skipping %s: it leads to a folder already read (%s)", entry.path, real)
+            if entry.is_symlink():
+                real = os.path.realpath(entry.path)
+                if real != self._real_root and not real.startswith(self._real_root + os.sep):
+                    escaping.append(f"{os.path.relpath(entry.path, self.root)} -> {real}")
                     continue
-                seen.add(real)
-                self._walk(entry.path, seen, found, escaping)
+                if entry.is_dir():
+                    links.append(entry.path)
+                    continue
+            if entry.is_dir():
+                real = os.path.realpath(entry.path)
+                if real not in seen:
+                    seen.add(real)
+                    self._walk(entry.path, seen, found, escaping, links)
             elif entry.is_file():
                 found.append(Path(os.path.relpath(entry.path, self.root)).as_posix())

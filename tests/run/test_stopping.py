@@ -1,0 +1,91 @@
+"""Stopping a run: Ctrl-C and SIGTERM stop within seconds, keep every complete output, and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import augledger
+from augledger import Interrupted
+from augledger.ledger import LedgerRow, read_ledger
+from augledger.observe import RunStart
+from augledger.run.materialize import materialize
+from augledger.run.options import RunOptions
+from helpers import SCRIPT, SPEC, make_source, tree_digests
+
+
+class SignalAfter:
+    """Sends this process a real SIGINT once ``after`` rows were journaled."""
+
+    def __init__(self, after: int, signum: int = signal.SIGINT) -> None:
+        self.after, self.signum, self.rows, self.sent = after, signum, 0, False
+
+    def on_start(self, start: RunStart) -> None: ...
+
+    def on_rows(self, rows: Sequence[LedgerRow]) -> None:
+        self.rows += len(rows)
+        if self.rows >= self.after and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+    def on_finish(self, summary: Any) -> None: ...
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_signal_stops_the_run_and_a_rerun_completes_it(tmp_path: Path, workers: int) -> None:
+    source = make_source(tmp_path / "src", 40, size=96)
+    pipe = augledger.compile(augledger.parse_spec(SPEC))
+    options = RunOptions(copies=2, workers=workers, chunk_size=1)
+    materialize(pipe, source, tmp_path / "clean", options=options)
+    out = tmp_path / "o"
+    with pytest.raises(Interrupted) as info:
+        materialize(pipe, source, out, options=options, observers=[SignalAfter(10)])
+    assert info.value.exit_code == 130 and "run the same command again to resume" in str(info.value)
+    assert not (out / "manifest.json").exists()
+    journaled = [json.loads(line) for line in (out / ".augledger" / "journal.jsonl").read_text().splitlines()]
+    assert 10 <= len(journaled) < 80
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "augmented").rglob("*.png")}
+    assert on_disk == {r["output_path"] for r in journaled}  # every complete output is journaled, no other file
+    again = materialize(pipe, source, out, options=options)
+    assert again.reused == len(journaled)
+    assert tree_digests(out) == tree_digests(tmp_path / "clean")
+    assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_on_the_cli_with_two_workers(tmp_path: Path, signum: int) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: workers must not print tracebacks."""
+    source = make_source(tmp_path / "src", 60, size=192)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    args = [SCRIPT, "run", str(spec), "--source", str(source), "--copies", "3", "--workers", "2"]
+    out = tmp_path / "o"
+    journal = out / ".augledger" / "journal.jsonl"
+    proc = subprocess.Popen([*args, "--out", str(out)], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not (journal.is_file() and journal.read_bytes().count(b"\n") >= 20):
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before it could be stopped"
+    sent = time.monotonic()
+    os.killpg(proc.pid, signum)  # like a terminal: the main process and its workers
+    _stdout, stderr = proc.communicate(timeout=60)
+    took = time.monotonic() - sent
+    assert proc.returncode == 128 + signum, stderr
+    assert took < 5, f"stopping took {took:.1f}s"
+    assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr
+    assert "run the same command again to resume" in stderr
+    journaled = {json.loads(line)["output_path"] for line in journal.read_text().splitlines()}
+    on_disk = {p.relative_to(out).as_posix() for p in (out / "augmented").rglob("*.png")}
+    assert on_disk == journaled
+    resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resumed: {len(journaled)} output(s) were already complete" in resumed.stdout
