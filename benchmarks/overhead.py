@@ -1,13 +1,20 @@
-"""Per-call overhead of ``Pipeline.apply`` against a raw ``A.Compose`` on the same 8 transforms.
+"""Per-call overhead of ``Pipeline.apply`` against raw Albumentations, three ways.
 
-Both sides do the same image work: before each raw call the raw Compose gets the very generators
-augledger would derive for that sample (built outside the timed loop), so every sample draws the
-same params on both sides and the difference is augledger's own cost (key hashing, generator
-construction, applied-param recording, JSON conversion, the record). Calls alternate raw and
-augledger sample by sample (each side first on every other sample) to cancel drift and cache order; the median of the per-round ratios is reported, for
-wall time and for CPU time.
+1. **Same draws.** A raw ``A.Compose`` of the same 8 transforms is given, before each call, the very
+   generators augledger derives for that sample (built outside the timed loop), so both sides draw
+   the same params and do the same pixel work; the difference is augledger's own cost, minus the
+   raw side's ``set_random_state`` (which augledger avoids by re-seeding installed generators).
+2. **As users compare.** A raw ``A.Compose`` with default settings and no seeding at all, the way
+   a plain Albumentations user calls it. Draws differ per call, so the pixel work differs sample to
+   sample; over 1,000 images it averages out.
+3. **Fixed cost.** One ``HorizontalFlip`` at ``p=0`` (nothing to do: all overhead) and at ``p=1`` on a
+   1024x1024 image, raw against ``apply``, and where augledger's fixed cost goes: seed derivation,
+   re-seeding the two generators, the Compose call, the record.
 
-Run: ``.venv/bin/python benchmarks/overhead.py [--samples 400] [--rounds 7]``. Goal: <= 3% at 256x256.
+Calls alternate raw and augledger sample by sample (each side first on every other sample) to
+cancel drift and cache order; medians of per-round ratios are reported, for wall and CPU time.
+
+Run: ``.venv/bin/python benchmarks/overhead.py [--samples 1000] [--rounds 5]``. Goal: <= 3% at 256x256.
 """
 
 from __future__ import annotations
@@ -16,6 +23,8 @@ import argparse
 import os
 import statistics
 import time
+from collections.abc import Callable
+from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
 
@@ -27,71 +36,120 @@ from _pipeline import photo_variants, plain_compose, spec
 import augledger
 from augledger.seeding import generators_for
 
+WALL, CPU = time.perf_counter_ns, time.process_time_ns
 
-def run(size: int, samples: int, rounds: int) -> float:
+
+def interleaved(raw: Callable[[int], Any], ours: Callable[[int], Any], n: int, rounds: int) -> tuple[float, float, float, float]:
+    """Median per-round (raw us/call, ours us/call, wall ratio, CPU ratio), calls alternating sample by sample."""
+    raw_us, our_us, ratios, cpu_ratios = [], [], [], []
+    for _ in range(rounds):
+        rw = ow = rc = oc = 0
+        for i in range(n):
+            first, second = (raw, ours) if i % 2 == 0 else (ours, raw)
+            w0, c0 = WALL(), CPU()
+            first(i)
+            w1, c1 = WALL(), CPU()
+            second(i)
+            w2, c2 = WALL(), CPU()
+            if first is raw:
+                rw, ow, rc, oc = rw + w1 - w0, ow + w2 - w1, rc + c1 - c0, oc + c2 - c1
+            else:
+                ow, rw, oc, rc = ow + w1 - w0, rw + w2 - w1, oc + c1 - c0, rc + c2 - c1
+        raw_us.append(rw / n / 1e3)
+        our_us.append(ow / n / 1e3)
+        ratios.append(ow / rw)
+        cpu_ratios.append(oc / rc)
+    return statistics.median(raw_us), statistics.median(our_us), statistics.median(ratios), statistics.median(cpu_ratios)
+
+
+def report(label: str, result: tuple[float, float, float, float]) -> None:
+    raw_us, our_us, ratio, cpu_ratio = result
+    print(f"  {label:34s} raw {raw_us:8.1f} us | augledger {our_us:8.1f} us | ratio {ratio:.4f} "
+          f"(overhead {100 * (ratio - 1):+.2f}%; CPU time {100 * (cpu_ratio - 1):+.2f}%)")
+
+
+def pipeline_overhead(size: int, samples: int, rounds: int) -> None:
     pipe = augledger.compile(augledger.parse_spec(spec(size)))
-    raw = plain_compose(size)
     images = photo_variants(size, samples)
     keys = [f"img/{i:05d}.png" for i in range(samples)]
+
+    seeded = plain_compose(size)
+    g = generators_for(pipe.sample_seed(key=keys[0], epoch=0))
+    seeded.set_random_state(*g)
+    ours = pipe.apply({"image": images[0]}, key=keys[0], epoch=0).sample["image"]
+    # The same draws on both sides: a mismatch here would make the first comparison meaningless.
+    assert np.array_equal(seeded(image=images[0])["image"], ours), "raw and augledger drew different params"
     gens = [generators_for(pipe.sample_seed(key=k, epoch=0)) for k in keys]
 
-    # The same draws on both sides: a mismatch here would make the comparison meaningless.
-    g = generators_for(pipe.sample_seed(key=keys[0], epoch=0))
-    raw.set_random_state(*g)
-    ours = pipe.apply({"image": images[0]}, key=keys[0], epoch=0).sample["image"]
-    assert np.array_equal(raw(image=images[0])["image"], ours), "raw and augledger drew different params"
+    def raw_same(i: int) -> None:
+        seeded.set_random_state(*gens[i])
+        seeded(image=images[i])
 
-    # Interleaved per sample (raw, then augledger, on the same image), so machine drift hits both
-    # sides alike. Wall time and the process's CPU time are both summed; on a shared VM the CPU time
-    # is the steadier of the two (time stolen by the hypervisor is not counted).
-    ratios, cpu_ratios, raw_us, aug_us = [], [], [], []
-    wall, cpu = time.perf_counter_ns, time.process_time_ns
-    for _ in range(rounds):
-        gens = [generators_for(pipe.sample_seed(key=k, epoch=0)) for k in keys]
-        raw_wall = aug_wall = raw_cpu = aug_cpu = 0
-        for i, (img, key, (np_rng, py_rng)) in enumerate(zip(images, keys, gens, strict=True)):
-            # Alternate which side goes first, so neither always finds the image warm in the cache.
-            if i % 2:
-                w0, c0 = wall(), cpu()
-                pipe.apply({"image": img}, key=key, epoch=0)
-                w1, c1 = wall(), cpu()
-                raw.set_random_state(np_rng, py_rng)
-                raw(image=img)
-                w2, c2 = wall(), cpu()
-                aug_wall, raw_wall = aug_wall + w1 - w0, raw_wall + w2 - w1
-                aug_cpu, raw_cpu = aug_cpu + c1 - c0, raw_cpu + c2 - c1
-            else:
-                w0, c0 = wall(), cpu()
-                raw.set_random_state(np_rng, py_rng)
-                raw(image=img)
-                w1, c1 = wall(), cpu()
-                pipe.apply({"image": img}, key=key, epoch=0)
-                w2, c2 = wall(), cpu()
-                raw_wall, aug_wall = raw_wall + w1 - w0, aug_wall + w2 - w1
-                raw_cpu, aug_cpu = raw_cpu + c1 - c0, aug_cpu + c2 - c1
-        raw_us.append(raw_wall / samples / 1e3)
-        aug_us.append(aug_wall / samples / 1e3)
-        ratios.append(aug_wall / raw_wall)
-        cpu_ratios.append(aug_cpu / raw_cpu)
-    ratio = statistics.median(ratios)
-    cpu_ratio = statistics.median(cpu_ratios)
-    print(
-        f"{size}x{size}: raw A.Compose {statistics.median(raw_us):8.1f} us/sample | "
-        f"augledger apply {statistics.median(aug_us):8.1f} us/sample | ratio {ratio:.4f} "
-        f"(overhead {100 * (ratio - 1):+.2f}%; CPU time {100 * (cpu_ratio - 1):+.2f}%)"
-    )
-    return ratio
+    def apply(i: int) -> None:
+        pipe.apply({"image": images[i]}, key=keys[i], epoch=0)
+
+    unseeded = plain_compose(size)  # a user's Compose: default settings, never seeded
+
+    def raw_user(i: int) -> None:
+        unseeded(image=images[i])
+
+    print(f"{size}x{size}, 8 transforms, {samples} images x {rounds} rounds:")
+    report("same draws (raw given our RNGs)", interleaved(raw_same, apply, samples, rounds))
+    report("as users compare (raw unseeded)", interleaved(raw_user, apply, samples, rounds))
+
+
+def fixed_cost(rounds: int, breakdown: bool = True) -> None:
+    small = photo_variants(64, 1)[0]
+    large = photo_variants(1024, 1)[0]
+    print("one HorizontalFlip (fixed cost per call):")
+    for p, image, n in ((0.0, small, 20000), (1.0, large, 2000)):
+        pipe = augledger.compile(augledger.parse_spec({"schema": 1, "name": "one", "ops": [{"op": "HorizontalFlip", "p": p}]}))
+        raw = A.Compose([A.HorizontalFlip(p=p)])
+        sample = {"image": image}
+        report(f"p={p:g} on {image.shape[0]}x{image.shape[1]}",
+               interleaved(lambda i: raw(image=image), lambda i: pipe.apply(sample, key="k", epoch=i), n, rounds))
+    if not breakdown:
+        return
+    # Where the fixed cost goes: the steps of apply, timed one by one at p=0.
+    pipe = augledger.compile(augledger.parse_spec({"schema": 1, "name": "one", "ops": [{"op": "HorizontalFlip", "p": 0.0}]}))
+    applier = pipe._applier()
+    sample = {"image": small}
+    seed = pipe.sample_seed(key="k", epoch=0)
+    compose, generators = applier._compose, applier._generators
+    steps: dict[str, Callable[[], Any]] = {
+        "derive the sample seed (BLAKE2b)": lambda: pipe.sample_seed(key="img/00001.png", epoch=3),
+        "re-seed PCG64 + random.Random": lambda: generators.reseed(seed),
+        "  of which random.Random.seed": lambda: generators.python.seed(seed),
+        "Compose call (our settings)": lambda: compose(image=small),
+        "raw Compose call (defaults)": lambda: A.Compose([A.HorizontalFlip(p=0.0)])(image=small),
+        "whole apply": lambda: pipe.apply(sample, key="k", epoch=0),
+    }
+    raw_default = A.Compose([A.HorizontalFlip(p=0.0)])
+    steps["raw Compose call (defaults)"] = lambda: raw_default(image=small)
+    for name, step in steps.items():
+        n = 20000
+        best = min(_time(step, n) for _ in range(rounds))
+        print(f"  {name:34s} {best:6.2f} us")
+
+
+def _time(step: Callable[[], Any], n: int) -> float:
+    t0 = WALL()
+    for _ in range(n):
+        step()
+    return (WALL() - t0) / n / 1e3
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--samples", type=int, default=400)
-    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--samples", type=int, default=1000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--no-breakdown", action="store_true", help="Skip the step timings (they use internals).")
     args = parser.parse_args()
     cv2.setNumThreads(1)  # the same single-threaded kernels on both sides, as in worker processes
     print(f"augledger {augledger.__version__}, albumentations {A.__version__}, opencv {cv2.__version__}")
     for size in (256, 512):
-        run(size, args.samples, args.rounds)
+        pipeline_overhead(size, args.samples, args.rounds)
+    fixed_cost(args.rounds, breakdown=not args.no_breakdown)
 
 
 if __name__ == "__main__":

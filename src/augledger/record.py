@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -154,9 +153,11 @@ class _Unconverted:
         self.convert = convert
 
 
-@dataclass(frozen=True)
-class Augmented:
-    """The result of ``Pipeline.apply``: the augmented sample dict and its record."""
+class Augmented(NamedTuple):
+    """The result of ``Pipeline.apply``: the augmented sample dict and its record.
+
+    A named tuple: immutable, and about a microsecond cheaper to build than a frozen dataclass.
+    """
 
     sample: dict[str, Any]
     record: Record

@@ -7,6 +7,7 @@ else feeds it: not the worker id, pid, rank, time, input order, nor Python's sal
 
 from __future__ import annotations
 
+import _random
 import hashlib
 import json
 import random
@@ -129,5 +130,11 @@ class SampleGenerators:
 
     def reseed(self, sample_seed: int) -> tuple[np.random.Generator, random.Random]:
         self._bit_generator.state = _pcg64_state(sample_seed)
-        self.python.seed(sample_seed)
+        # random.Random.seed(int) is this C call plus resetting gauss_next; calling both directly
+        # skips a Python frame (~1 µs of the ~5 µs Mersenne Twister seeding costs).
+        _seed_mersenne(self.python, sample_seed)
+        self.python.gauss_next = None  # type: ignore[attr-defined]
         return self.numpy, self.python
+
+
+_seed_mersenne = _random.Random.seed
