@@ -107,7 +107,8 @@ def fixed_cost(rounds: int, breakdown: bool = True) -> None:
         raw = A.Compose([A.HorizontalFlip(p=p)])
         sample = {"image": image}
         report(f"p={p:g} on {image.shape[0]}x{image.shape[1]}",
-               interleaved(lambda i: raw(image=image), lambda i: pipe.apply(sample, key="k", epoch=i), n, rounds))
+               interleaved(lambda i, raw=raw, image=image: raw(image=image),
+                           lambda i, pipe=pipe, sample=sample: pipe.apply(sample, key="k", epoch=i), n, rounds))
     if not breakdown:
         return
     # Where the fixed cost goes: the steps of apply, timed one by one at p=0.

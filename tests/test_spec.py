@@ -254,3 +254,9 @@ def test_targets_are_validated_by_the_backend_with_locations() -> None:
     assert "targets.bboxes.fromat: unknown key; did you mean 'format'?" in message
     assert "targets.bboxes.format: required key is missing" in message
     assert info.value.location.startswith("targets.bboxes")
+
+
+def test_a_param_beside_op_is_pointed_under_params() -> None:
+    spec = {"schema": 1, "name": "t", "ops": [{"op": "SomeOf", "n": 2, "ops": [{"op": "Blur"}]}]}
+    with pytest.raises(SpecError, match=r"ops\[0\]\.n: unknown key; an op takes op, p, params, ops; if 'n' is a param of the op, write it under params: \{params: \{n: 2\}\}"):
+        augledger.parse_spec(spec)

@@ -74,7 +74,7 @@ class Pipeline:
         self._resolved = dict(resolved)
         self._fingerprint = fingerprint_of(self._resolved)
         self._derive_seed = SeedDeriver(self._fingerprint, self._resolved["seed"])
-        backend = get_backend(self._resolved["modality"])
+        backend = self._backend = get_backend(self._resolved["modality"])
         # Building the first applier here makes a spec that resolves but cannot build fail now, not in a worker.
         self._compiled = backend.compile(self._resolved["ops"], self._resolved["targets"])
         self._record_ops = self._compiled.record_ops
@@ -102,6 +102,10 @@ class Pipeline:
     @property
     def modality(self) -> str:
         return str(self._resolved["modality"])
+
+    def storage_problem(self) -> str | None:
+        """Why this pipeline's outputs cannot be stored as files (e.g. float images), or ``None``."""
+        return self._backend.storage_problem(self._resolved["ops"])
 
     @property
     def sample_fields(self) -> frozenset[str]:

@@ -178,9 +178,14 @@ def _spec_error(
         first_loc = first_loc or where
         if err["type"] == "extra_forbidden":
             field = str(loc[-1])
-            allowed = _field_names(_model_at(root, loc[:-1]))
+            model = _model_at(root, loc[:-1])
+            allowed = _field_names(model)
             close = difflib.get_close_matches(field, allowed, n=1)
             hint = f"did you mean {close[0]!r}?" if close else f"allowed keys: {', '.join(allowed)}"
+            if model is OpSpec and not close:
+                value = json.dumps(err.get("input"), default=str)
+                hint = (f"an op takes {', '.join(allowed)}; if {field!r} is a param of the op, write it under "
+                        f"params: {{params: {{{field}: {value}}}}}")
             lines.append(f"{where}: unknown key; {hint}")
         elif err["type"] == "missing":
             lines.append(f"{where}: required key is missing; add it (see `augledger spec schema`)")

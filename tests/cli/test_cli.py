@@ -111,3 +111,76 @@ def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     assert "verified: 120 output(s)" in out.stdout  # 60 good images: one copy and the original each
     assert "quarantined  broken/truncated.jpg: truncated:" in out.stdout
     assert (tmp_path / "d" / "preview.png").stat().st_size > 10_000
+
+
+def test_preview_with_source_uses_the_run_key_so_epoch_c_is_copy_c(spec_file: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    """The preview's tile for epoch 1 is pixel for pixel the run's copy 1 of that image."""
+    import cv2
+
+    src = tmp_path / "src"
+    (src / "people").mkdir(parents=True)
+    image = src / "people" / "astronaut.png"
+    cv2.imwrite(str(image), astronaut[..., ::-1])
+    out = cli("preview", str(spec_file), str(image), "--source", str(src), "-n", "2", "-o", str(tmp_path / "g.png"))
+    assert out.returncode == 0 and "key 'people/astronaut.png'" in out.stdout
+    bare = cli("preview", str(spec_file), str(image), "-n", "2", "-o", str(tmp_path / "h.png"))
+    assert "key 'astronaut.png'" in bare.stdout
+    run = cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / "o"), "--copies", "2", "--workers", "0")
+    assert run.returncode == 0, run.stderr
+    import augledger
+    from augledger.report.grid import preview_grid
+
+    pipe = augledger.compile(augledger.load_spec(spec_file))
+    copy1 = cv2.imread(str(tmp_path / "o" / "augmented" / "people" / "astronaut.png.c1.png"))[..., ::-1]
+    assert np.array_equal(copy1, pipe.apply({"image": astronaut}, key="people/astronaut.png", epoch=1).sample["image"])
+    grid = cv2.imread(str(tmp_path / "g.png"))[..., ::-1]
+    assert np.array_equal(grid, preview_grid(pipe, {"image": astronaut}, key="people/astronaut.png", n=2))
+    outside = cli("preview", str(spec_file), str(image), "--source", str(tmp_path / "elsewhere"))
+    assert outside.returncode == 2 and "is not inside --source" in outside.stderr
+
+
+@pytest.mark.parametrize(("workers", "expected"), [("auto", None), ("0", 0), ("3", 3)])
+def test_workers_auto_and_zero(spec_file: Path, tmp_path: Path, astronaut: np.ndarray, workers: str, expected: int | None) -> None:
+    import cv2
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), astronaut)
+    out = cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / "o"), "--workers", workers)
+    assert out.returncode == 0, out.stderr
+    recorded = json.loads((tmp_path / "o" / "run.json").read_text())["workers"]
+    assert recorded == (expected if expected is not None else len(os.sched_getaffinity(0)))
+    bad = cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / "p"), "--workers", "many")
+    assert bad.returncode == 2 and "must be 'auto' or a number >= 0" in bad.stderr
+
+
+def test_webp_and_jpeg_quality_outputs(spec_file: Path, tmp_path: Path, astronaut: np.ndarray) -> None:
+    import cv2
+
+    src = tmp_path / "src"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), astronaut)
+    assert cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / "w"), "--image-format", "webp").returncode == 0
+    webp = tmp_path / "w" / "augmented" / "a.png.c0.webp"
+    assert webp.read_bytes()[8:12] == b"WEBP"
+    sizes = {}
+    for quality in ("30", "95"):
+        out = cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / quality), "--image-format", "jpg",
+                  "--jpeg-quality", quality)
+        assert out.returncode == 0, out.stderr
+        sizes[quality] = (tmp_path / quality / "augmented" / "a.png.c0.jpg").stat().st_size
+    assert sizes["30"] < sizes["95"]
+    # The quality is part of the folder's identity: a rerun with another is refused, naming it.
+    again = cli("run", str(spec_file), "--source", str(src), "--out", str(tmp_path / "30"), "--image-format", "jpg",
+                "--jpeg-quality", "50")
+    assert again.returncode == 1 and "jpeg_quality: folder has 30, this run 50" in again.stderr
+    assert cli("verify", str(tmp_path / "w")).returncode == 0
+
+
+def test_a_spec_that_cannot_be_stored_is_refused_by_run(tmp_path: Path) -> None:
+    spec = tmp_path / "norm.yaml"
+    spec.write_text("schema: 1\nname: n\nops:\n  - {op: Normalize}\n")
+    (tmp_path / "src").mkdir()
+    out = cli("run", str(spec), "--source", str(tmp_path / "src"), "--out", str(tmp_path / "o"))
+    assert out.returncode == 1 and "ops[0] (Normalize) make float images" in out.stderr
+    assert not (tmp_path / "o").exists()

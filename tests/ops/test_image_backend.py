@@ -38,6 +38,7 @@ UNCHANGED_ON_THIS_SAMPLE: dict[str, str] = {
     "Pad": "its default padding is 0",
     "RandomRotate90": "(k.png, epoch 1) draws 0 quarter turns",
     "XYMasking": "its default mask counts are 0",
+    "NoOp": "it does nothing, by definition",
 }
 TARGETS = {"mask": True, "bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}}
 
@@ -88,3 +89,73 @@ def test_every_op_resolves_runs_and_replays(name: str, photos: list[np.ndarray])
         assert not changed, f"{name} now changes the sample; remove it from UNCHANGED_ON_THIS_SAMPLE"
     else:
         assert changed, f"{name} at p=1 left image, mask and boxes unchanged"
+
+
+COMPOSED = {
+    "RandomOrder": {"op": "RandomOrder", "params": {"n": 2}, "ops": [
+        {"op": "HorizontalFlip", "p": 1.0}, {"op": "RandomBrightnessContrast", "p": 1.0}, {"op": "Blur", "p": 1.0}]},
+    "OneOrOther": {"op": "OneOrOther", "p": 0.5, "ops": [{"op": "HorizontalFlip", "p": 1.0}, {"op": "VerticalFlip", "p": 1.0}]},
+    "SelectiveChannelTransform": {"op": "SelectiveChannelTransform", "params": {"channels": [0, 2]},
+                                  "ops": [{"op": "RandomBrightnessContrast", "p": 1.0}]},
+}
+
+
+@pytest.mark.parametrize("name", sorted(COMPOSED))
+def test_compositions_run_replay_and_record_what_their_children_applied(name: str, photos: list[np.ndarray]) -> None:
+    spec = {"schema": 1, "name": name, "targets": TARGETS, "ops": [COMPOSED[name]]}
+    pipe = augledger.compile(augledger.parse_spec(spec))
+    assert augledger.compile(augledger.parse_spec(pipe.resolved_spec)).fingerprint == pipe.fingerprint
+    applied = set()
+    for epoch in range(6):
+        result = pipe.apply(sample(photos[1]), key="c.png", epoch=epoch)
+        ops = [op["op"].split(".")[-1] for op in result.record.ops]
+        assert ops, f"{name} applied nothing the record shows (epoch {epoch})"
+        applied.update(ops)
+        pipe.replay(sample(photos[1]), result.record)
+    if name == "SelectiveChannelTransform":
+        out = pipe.apply(sample(photos[1]), key="c.png", epoch=0).sample["image"]
+        assert np.array_equal(out[..., 1], photos[1][..., 1]) and not np.array_equal(out[..., 0], photos[1][..., 0])
+    if name == "OneOrOther":
+        assert applied == {"HorizontalFlip", "VerticalFlip"}
+
+
+def test_composition_rules_are_errors_not_silent_changes() -> None:
+    def compile_ops(op: dict[str, Any]) -> None:
+        augledger.compile(augledger.parse_spec({"schema": 1, "name": "c", "ops": [op]}))
+
+    with pytest.raises(augledger.ParamError, match=r"ops\[0\]\.params\.n: n=3 but RandomOrder has 2 child op"):
+        compile_ops({"op": "RandomOrder", "params": {"n": 3}, "ops": [{"op": "Blur"}, {"op": "HorizontalFlip"}]})
+    with pytest.raises(augledger.ParamError, match="OneOrOther takes exactly 2 child ops"):
+        compile_ops({"op": "OneOrOther", "ops": [{"op": "Blur"}]})
+    with pytest.raises(augledger.ParamError, match=r"ops\[0\]\.ops\[0\]\.op: Affine is not a pixel-level transform"):
+        compile_ops({"op": "SelectiveChannelTransform", "ops": [{"op": "Affine"}]})
+    with pytest.raises(augledger.ParamError, match="channels must be a non-empty list of distinct"):
+        compile_ops({"op": "SelectiveChannelTransform", "params": {"channels": [0, 0]}, "ops": [{"op": "Blur"}]})
+
+
+@pytest.mark.parametrize(("value", "kind"), [(True, "bool"), ("64", "str"), (64.5, "float")])
+def test_params_are_taken_as_written_not_coerced(value: Any, kind: str) -> None:
+    spec = {"schema": 1, "name": "c", "ops": [{"op": "RandomCrop", "params": {"height": value, "width": 32}}]}
+    with pytest.raises(augledger.ParamError, match=rf"ops\[0\]\.params\.height: RandomCrop: .*got {value!r} \({kind}\)"):
+        augledger.compile(augledger.parse_spec(spec))
+
+
+def test_refused_ops_say_why() -> None:
+    from augledger.ops.image import REFUSED
+
+    with pytest.raises(augledger.UnknownOpError, match="'Lambda' is not allowed in a spec: runs arbitrary Python code"):
+        augledger.compile(augledger.parse_spec({"schema": 1, "name": "c", "ops": [{"op": "Lambda"}]}))
+    A = albumentations()
+    assert not set(REFUSED) & set(IMAGE_OPS)
+    assert all(inspect.isclass(getattr(A, name)) for name in REFUSED)
+
+
+def test_float_outputs_are_a_storage_problem_unless_restored() -> None:
+    def problem(ops: list[dict[str, Any]]) -> str | None:
+        return augledger.compile(augledger.parse_spec({"schema": 1, "name": "c", "ops": ops})).storage_problem()
+
+    assert "ops[1] (Normalize)" in (problem([{"op": "Blur"}, {"op": "Normalize"}]) or "")
+    assert "ops[0].ops[1] (ToFloat)" in (problem([{"op": "OneOf", "ops": [{"op": "Blur"}, {"op": "ToFloat"}]}]) or "")
+    assert problem([{"op": "ToFloat", "p": 1}, {"op": "FromFloat", "p": 1}]) is None
+    assert problem([{"op": "ToFloat", "p": 1}, {"op": "FromFloat", "p": 0.5}]) is not None
+    assert problem([{"op": "Blur"}]) is None

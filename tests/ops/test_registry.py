@@ -77,6 +77,9 @@ class ToyBackend:
     def versions(self) -> dict[str, str]:
         return {"toy": "1.0"}
 
+    def storage_problem(self, ops: Sequence[Mapping[str, Any]]) -> str | None:
+        return None
+
 
 @pytest.fixture
 def toy(monkeypatch: pytest.MonkeyPatch) -> None:

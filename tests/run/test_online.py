@@ -16,16 +16,14 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
+from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info
 
-torch = pytest.importorskip("torch")
-
-from torch.utils.data import DataLoader, Dataset, IterableDataset, get_worker_info  # noqa: E402
-
-import augledger  # noqa: E402
-from augledger import FingerprintConflict, SampleError  # noqa: E402
-from augledger.ledger import COLUMNS, read_ledger  # noqa: E402
-from augledger.record import sample_digest  # noqa: E402
-from augledger.torch import (  # noqa: E402
+import augledger
+from augledger import FingerprintConflict, SampleError
+from augledger.ledger import COLUMNS, read_ledger
+from augledger.record import sample_digest
+from augledger.torch import (
     AugmentedDataset,
     AugmentedIterableDataset,
     DistributedEpochSampler,
@@ -199,6 +197,29 @@ def test_world_sizes_1_and_2_give_each_rank_the_same_samples(pipe: augledger.Pip
         # N=22 splits evenly in two: rank r takes every second position of the epoch order.
         assert np.array_equal(rank0[epoch], want[0::2])
         assert np.array_equal(rank1[epoch], want[1::2])
+
+
+def test_world_size_3_with_padding_and_two_workers_per_rank(pipe: augledger.Pipeline) -> None:
+    """N=22 over 3 ranks: 24 slots, the first 2 samples of the epoch order padded onto the last ranks."""
+    epoch = 1
+    order = [i for _, i in EpochSampler(N, seed=ORDER_SEED, epoch=epoch)]
+    padded = order + order[: 24 - N]
+    seen: dict[int, list[np.ndarray]] = {}
+    for rank in range(3):
+        dataset = AugmentedDataset(ImageLabels(), make_pipeline(), key=key_for)
+        sampler = DistributedEpochSampler(dataset, num_replicas=3, rank=rank, seed=ORDER_SEED)
+        got = run_loader(dataset, sampler, [epoch], num_workers=2, persistent_workers=True)
+        images = torch.cat([x for x, _ in got[epoch]]).numpy()
+        labels = torch.cat([y for _, y in got[epoch]]).tolist()
+        assert labels == [i % 10 for i in padded[rank::3]]  # the rank's share of the padded order
+        assert len(images) == 8
+        for i, image in zip(padded[rank::3], images, strict=True):
+            assert np.array_equal(image, pipe.apply({"image": image_for(i)}, key=key_for(i), epoch=epoch).sample["image"])
+            seen.setdefault(i, []).append(image)
+    assert sorted(seen) == list(range(N))
+    twice = [i for i, copies in seen.items() if len(copies) == 2]
+    assert sorted(twice) == sorted(order[:2])  # a padded sample, augmented identically on both ranks
+    assert all(np.array_equal(*seen[i]) for i in twice)
 
 
 def test_distributed_sampler_pads_and_splits_like_torch() -> None:
@@ -419,12 +440,12 @@ def test_iterable_dataset_epoch_reaches_persistent_workers(pipe: augledger.Pipel
         want = expected_by_key(pipe, epoch)
         assert got.keys() == want.keys()
         assert all(np.array_equal(got[k], want[k]) for k in want), f"epoch {epoch}"
-    val = AugmentedIterableDataset(ShardedStream(), pipe, split="val")
-    assert all(np.array_equal(item["image"], image_for(KEYS.index(item["__key__"]))) for item in val)
+    val = list(AugmentedIterableDataset(ShardedStream(), pipe, split="val"))
+    assert len(val) == N and all(np.array_equal(item["image"], image_for(KEYS.index(item["__key__"]))) for item in val)
 
 
 def _write_shards(directory: Path) -> list[str]:
-    wds = pytest.importorskip("webdataset")
+    import webdataset as wds
     urls = []
     for shard in range(2):
         path = directory / f"shard-{shard}.tar"
@@ -548,7 +569,6 @@ def test_iterating_a_sampler_twice_with_one_epoch_warns_once(caplog: pytest.LogC
 
 
 def test_train_digits_example_learns(tmp_path: Path) -> None:
-    pytest.importorskip("sklearn")
     import subprocess
     import sys
 

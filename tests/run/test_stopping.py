@@ -89,3 +89,51 @@ def test_ctrl_c_on_the_cli_with_two_workers(tmp_path: Path, signum: int) -> None
     resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {len(journaled)} output(s) were already complete" in resumed.stdout
+
+
+KILL_SCRIPT = """
+import os, signal, sys
+from pathlib import Path
+import augledger
+from augledger.ledger import parquet
+from augledger.run import shards
+from augledger.run.materialize import materialize
+from augledger.run.options import RunOptions
+phase, calls = sys.argv[3], [0]
+
+def killer(real):
+    def wrapped(*args, **kwargs):
+        calls[0] += 1
+        if calls[0] == 5:
+            os.kill(os.getpid(), signal.SIGKILL)  # no finally, no cleanup: as the OOM killer does it
+        return real(*args, **kwargs)
+    return wrapped
+
+if phase == "packing":
+    shards.ShardPacker.add = killer(shards.ShardPacker.add)
+else:
+    parquet.LedgerWriter.__init__.__kwdefaults__["batch_rows"] = 2  # many row groups: die between two of them
+    parquet.LedgerWriter._flush = killer(parquet.LedgerWriter._flush)
+spec = {spec}
+pipe = augledger.compile(augledger.parse_spec(spec))
+materialize(pipe, sys.argv[1], sys.argv[2], options=RunOptions(copies=2, format="webdataset", shard_max_count=4))
+"""
+
+
+@pytest.mark.parametrize("phase", ["packing", "ledger"])
+def test_killed_while_packing_shards_or_writing_the_ledger_then_resumed(tmp_path: Path, phase: str) -> None:
+    import sys
+
+    source = make_source(tmp_path / "src", 12)
+    pipe = augledger.compile(augledger.parse_spec(SPEC))
+    options = RunOptions(copies=2, format="webdataset", shard_max_count=4)
+    materialize(pipe, source, tmp_path / "clean", options=options)
+    out = tmp_path / "o"
+    script = KILL_SCRIPT.replace("{spec}", repr(SPEC))
+    killed = subprocess.run([sys.executable, "-c", script, str(source), str(out), phase], capture_output=True, text=True)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    assert not (out / "manifest.json").exists()
+    again = materialize(pipe, source, out, options=options)
+    assert again.exit_code == 0
+    assert tree_digests(out) == tree_digests(tmp_path / "clean")
+    assert not [p for p in out.rglob("*") if ".tmp" in p.name and ".augledger" not in p.parts]

@@ -90,3 +90,8 @@ class Backend(Protocol):
     def versions(self) -> dict[str, str]:
         """``{library: version}`` of every library the outputs depend on."""
         ...
+
+    def storage_problem(self, ops: Sequence[Mapping[str, Any]]) -> str | None:
+        """Why outputs of these resolved ops cannot be stored by the modality's codec (e.g. float
+        images after ``Normalize``), or ``None``. Offline runs refuse such a spec before any work."""
+        ...

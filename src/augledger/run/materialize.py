@@ -36,7 +36,7 @@ from typing import Any
 
 from augledger._version import __version__
 from augledger.env import EnvStamp
-from augledger.errors import Interrupted, SourceError
+from augledger.errors import Interrupted, SourceError, SpecError
 from augledger.io.codecs import Annotation, get_codec
 from augledger.io.store import LocalStore
 from augledger.ledger.parquet import LedgerWriter
@@ -128,6 +128,9 @@ def materialize(
         Interrupted: SIGINT or SIGTERM; every complete output is journaled for a rerun to resume.
     """
     options = options or RunOptions()
+    problem = pipeline.storage_problem()
+    if problem:
+        raise SpecError(f"this spec cannot be materialised: {problem}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     src_root = Path(source).resolve()

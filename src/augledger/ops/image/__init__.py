@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from augledger.ops.image.allowlist import COMPOSITIONS, IMAGE_OPS, NAMESPACE, canonical_op_name
+from augledger.ops.image.allowlist import COMPOSITIONS, IMAGE_OPS, NAMESPACE, REFUSED, canonical_op_name
 from augledger.ops.image.library import albumentations, versions
-from augledger.ops.image.resolve import Targets, resolve_ops, resolve_targets, targets_schema
+from augledger.ops.image.resolve import Targets, resolve_ops, resolve_targets, storage_problem, targets_schema
 from augledger.ops.image.runtime import ImageCompiled, build_compose, jsonable_params
 from augledger.spec import OpSpec
 
@@ -22,6 +22,7 @@ __all__ = [
     "COMPOSITIONS",
     "IMAGE_OPS",
     "NAMESPACE",
+    "REFUSED",
     "ImageBackend",
     "Targets",
     "albumentations",
@@ -56,6 +57,9 @@ class ImageBackend:
 
     def versions(self) -> dict[str, str]:
         return dict(versions())
+
+    def storage_problem(self, ops: Sequence[Mapping[str, Any]]) -> str | None:
+        return storage_problem(ops)
 
 
 BACKEND = ImageBackend()

@@ -15,7 +15,7 @@ import difflib
 
 from augledger.errors import UnknownOpError
 
-__all__ = ["COMPOSITIONS", "IMAGE_OPS", "NAMESPACE", "canonical_op_name"]
+__all__ = ["COMPOSITIONS", "IMAGE_OPS", "NAMESPACE", "REFUSED", "canonical_op_name"]
 
 NAMESPACE = "albumentations"
 
@@ -30,7 +30,7 @@ IMAGE_OPS: tuple[str, ...] = (
     "GaussianBlur", "GlassBlur", "GridDistortion", "GridDropout", "GridElasticDeform", "HEStain",
     "HorizontalFlip", "HueSaturationValue", "ISONoise", "Illumination", "ImageCompression",
     "InvertImg", "LongestMaxSize", "MaskDropout", "MedianBlur", "Morphological", "MotionBlur",
-    "MultiplicativeNoise", "Normalize", "OpticalDistortion", "Pad", "PadIfNeeded", "Perspective",
+    "MultiplicativeNoise", "NoOp", "Normalize", "OpticalDistortion", "Pad", "PadIfNeeded", "Perspective",
     "PixelDropout", "PlanckianJitter", "PlasmaBrightnessContrast", "PlasmaShadow",
     "Posterize", "RGBShift", "RandomBrightnessContrast", "RandomCrop", "RandomCropFromBorders",
     "RandomFog", "RandomGamma", "RandomGravel", "RandomGridShuffle", "RandomRain", "RandomResizedCrop",
@@ -44,8 +44,35 @@ IMAGE_OPS: tuple[str, ...] = (
 #: Compositions and the params each accepts (beyond ``p`` and the child ``ops``).
 COMPOSITIONS: dict[str, tuple[str, ...]] = {
     "OneOf": (),
+    "OneOrOther": (),
+    "RandomOrder": ("n", "replace"),
+    "SelectiveChannelTransform": ("channels",),
     "SomeOf": ("n", "replace"),
     "Sequential": (),
+}
+
+#: Albumentations 2.0.8 transforms a spec may not name, and why (``augledger ops list`` shows them).
+REFUSED: dict[str, str] = {
+    "Lambda": "runs arbitrary Python code; a spec is data",
+    "FDA": "needs reference images passed per call",
+    "HistogramMatching": "needs reference images passed per call",
+    "PixelDistributionAdaptation": "needs reference images passed per call",
+    "Mosaic": "needs other samples' images and targets passed per call",
+    "OverlayElements": "needs overlay images and metadata passed per call",
+    "TextImage": "needs font files and per-sample text metadata",
+    "ToTensorV2": "makes a torch tensor: convert in the training loader, not in the augmentation spec",
+    "ShiftScaleRotate": "deprecated alias of Affine",
+    "PiecewiseAffine": "warns on every construction that it is very slow; use ElasticTransform",
+    "FrequencyMasking": "deprecated alias of XYMasking",
+    "TimeMasking": "deprecated alias of XYMasking",
+    "TimeReverse": "deprecated alias of HorizontalFlip",
+    "RandomCropNearBBox": "needs a per-sample cropping box passed per call",
+    "ToRGB": "changes the channel count of grey images, which offline runs already convert to RGB",
+    "CenterCrop3D": "3D volumes are not an image sample", "CoarseDropout3D": "3D volumes are not an image sample",
+    "CubicSymmetry": "3D volumes are not an image sample", "Pad3D": "3D volumes are not an image sample",
+    "PadIfNeeded3D": "3D volumes are not an image sample", "RandomCrop3D": "3D volumes are not an image sample",
+    "ToTensor3D": "makes a torch tensor of a 3D volume",
+    "Compose": "the spec's op list is the Compose; nest with Sequential", "ReplayCompose": "records are augledger's job",
 }
 
 _IMAGE_OPS = frozenset(IMAGE_OPS)
@@ -60,6 +87,8 @@ def canonical_op_name(name: str, *, location: str) -> str:
     bare = name.removeprefix(f"{NAMESPACE}.")
     if bare in _IMAGE_OPS or bare in COMPOSITIONS:
         return f"{NAMESPACE}.{bare}"
+    if bare in REFUSED:
+        raise UnknownOpError(f"op {name!r} is not allowed in a spec: {REFUSED[bare]}", location=location)
     choices = [*IMAGE_OPS, *COMPOSITIONS]
     lowered = {c.lower(): c for c in choices}
     close = [lowered[m] for m in difflib.get_close_matches(bare.lower(), list(lowered), n=3, cutoff=0.6)]

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import json
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any, Literal
 
 import numpy as np
@@ -24,7 +26,7 @@ from augledger.ops.image.allowlist import COMPOSITIONS, NAMESPACE, canonical_op_
 from augledger.ops.image.library import albumentations
 from augledger.spec import OpSpec, format_location, validate_model
 
-__all__ = ["BboxTargets", "KeypointTargets", "Targets", "resolve_ops", "resolve_targets"]
+__all__ = ["BboxTargets", "KeypointTargets", "Targets", "resolve_ops", "resolve_targets", "storage_problem"]
 
 
 class _Strict(BaseModel):
@@ -121,6 +123,7 @@ def _build_leaf(A: Any, bare: str, p: float, params: Mapping[str, Any], *, locat
         )
     schema = cls.__dict__.get("InitSchema")
     if schema is not None:
+        _check_types(schema, params, bare, location=location)
         # Validate through the transform's own schema first, to report each bad field by name.
         full = {k: v.default for k, v in known.items() if v.default is not inspect.Parameter.empty}
         full.update(params)
@@ -135,6 +138,55 @@ def _build_leaf(A: Any, bare: str, p: float, params: Mapping[str, Any], *, locat
             return cls(p=p, **kwargs, **params)
         except (ValueError, TypeError, UserWarning) as exc:
             raise ParamError(f"{bare} rejected its params: {exc}", location=f"{location}.params") from None
+
+
+@cache
+def _strict_adapter(schema: Any, field: str) -> Any:
+    from typing import Annotated
+
+    from pydantic import TypeAdapter
+    from pydantic.errors import PydanticSchemaGenerationError
+
+    info = schema.model_fields[field]
+    annotation: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+    try:
+        return TypeAdapter(annotation)
+    except PydanticSchemaGenerationError:  # e.g. a NumPy array: not a JSON value, left to the schema
+        return None
+
+
+def _check_types(schema: Any, params: Mapping[str, Any], bare: str, *, location: str) -> None:
+    """Each given param must have its declared JSON type as written: no ``true`` for 1, no ``"64"`` for 64.
+
+    The transform's own schema coerces in lax mode (``height: true`` would become 1); a spec says
+    exactly what it means, so each given value is first checked strictly as JSON (arrays stand for
+    tuples, integers for floats).
+    """
+    from pydantic import ValidationError
+
+    problems: list[tuple[str, str]] = []
+    for field, value in params.items():
+        if field not in schema.model_fields:
+            continue
+        adapter = _strict_adapter(schema, field)
+        if adapter is None:
+            continue
+        try:
+            adapter.validate_json(json.dumps(value), strict=True)
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            # Union members appear in the location by type name; only list positions say where.
+            where = "".join(f"[{p}]" for p in err["loc"] if isinstance(p, int))
+            problems.append((f"{location}.params.{field}{where}", f"{err['msg']}; got {value!r} ({type(value).__name__})"))
+        except (TypeError, ValueError):  # a value JSON cannot hold: left to the schema's own message
+            continue
+    if problems:
+        fix = 'write the value itself, e.g. 64 not "64", 1 not true'
+        if len(problems) == 1:
+            raise ParamError(f"{bare}: {problems[0][1]}; {fix}", location=problems[0][0])
+        error = ParamError(f"invalid params for {bare} ({fix}):\n    " + "\n    ".join(f"{w}: {m}" for w, m in problems))
+        error.location = problems[0][0]
+        raise error
 
 
 def _check_schema(schema: Any, full: dict[str, Any], bare: str, *, location: str) -> None:
@@ -175,17 +227,9 @@ def _resolve_op(A: Any, op: OpSpec, loc: tuple[int | str, ...]) -> dict[str, Any
         children = [_resolve_op(A, child, (*loc, "ops", i)) for i, child in enumerate(op.ops)]
         sig = inspect.signature(getattr(A, bare)).parameters
         p = op.p if op.p is not None else float(sig["p"].default)
-        params: dict[str, Any] = {k: sig[k].default for k in allowed}
+        params: dict[str, Any] = _to_json({k: sig[k].default for k in allowed})
         params.update(op.params)
-        if bare == "SomeOf":
-            n = params["n"]
-            if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-                raise ParamError(f"n must be a positive int; got {n!r}", location=f"{location}.params.n")
-            if not isinstance(params["replace"], bool):
-                raise ParamError(
-                    f"replace must be true or false; got {params['replace']!r}",
-                    location=f"{location}.params.replace",
-                )
+        _check_composition(A, bare, params, children, op, location)
         return {"op": name, "p": float(p), "params": params, "ops": children}
     if op.ops is not None:
         raise ParamError(f"{bare} is a transform, not a composition; remove 'ops'", location=f"{location}.ops")
@@ -207,6 +251,79 @@ def _resolve_op(A: Any, op: OpSpec, loc: tuple[int | str, ...]) -> dict[str, Any
     for field, given in op.params.items():
         _check_not_reversed(given, resolved.get(field), f"{location}.params.{field}")
     return {"op": name, "p": float(p), "params": resolved}
+
+
+def _check_composition(
+    A: Any, bare: str, params: Mapping[str, Any], children: Sequence[Mapping[str, Any]], op: OpSpec, location: str
+) -> None:
+    """Rules Albumentations would otherwise bend silently (it warns and changes ``n``, or ignores a child)."""
+    if "n" in params:
+        n = params["n"]
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise ParamError(f"n must be a positive int; got {n!r}", location=f"{location}.params.n")
+        if not isinstance(params["replace"], bool):
+            raise ParamError(f"replace must be true or false; got {params['replace']!r}", location=f"{location}.params.replace")
+        if n > len(children) and not params["replace"]:
+            raise ParamError(
+                f"n={n} but {bare} has {len(children)} child op(s); lower n, add ops, or set replace: true",
+                location=f"{location}.params.n",
+            )
+    if bare == "OneOrOther" and len(children) != 2:
+        raise ParamError(f"OneOrOther takes exactly 2 child ops (the one, the other); got {len(children)}",
+                         location=f"{location}.ops")
+    if bare == "SelectiveChannelTransform":
+        channels = params["channels"]
+        if (not isinstance(channels, list) or not channels or len(set(channels)) != len(channels)
+                or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in channels)):
+            raise ParamError(f"channels must be a non-empty list of distinct channel indices (>= 0); got {channels!r}",
+                             location=f"{location}.params.channels")
+        for i, child in enumerate(children):
+            name = str(child["op"]).removeprefix(f"{NAMESPACE}.")
+            cls = getattr(A, name)
+            if name in COMPOSITIONS or not issubclass(cls, A.ImageOnlyTransform):
+                raise ParamError(
+                    f"{name} is not a pixel-level transform: inside SelectiveChannelTransform it would move the "
+                    "selected channels but not the others, nor masks or boxes; use pixel-level ops only",
+                    location=f"{location}.ops[{i}].op",
+                )
+
+
+def storage_problem(ops: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why outputs of these resolved ops cannot be stored as 8-bit image files, or ``None``.
+
+    ``Normalize`` and ``ToFloat`` make float images; a later top-level ``FromFloat`` at ``p=1``
+    makes them 8-bit again.
+    """
+    floats: list[str] = []
+
+    def walk(nodes: Sequence[Mapping[str, Any]], loc: str) -> None:
+        for i, node in enumerate(nodes):
+            name = str(node["op"]).removeprefix(f"{NAMESPACE}.")
+            if name in ("Normalize", "ToFloat"):
+                floats.append(f"{loc}[{i}] ({name})")
+            if node.get("ops"):
+                walk(node["ops"], f"{loc}[{i}].ops")
+
+    walk(ops, "ops")
+    if not floats:
+        return None
+    last_float = max(i for i, node in enumerate(ops) if _makes_float(node))
+    restored = any(
+        str(node["op"]).endswith(".FromFloat") and node["p"] >= 1.0 for node in ops[last_float + 1 :]
+    )
+    if restored:
+        return None
+    return (
+        f"{', '.join(floats)} make float images, which cannot be stored as PNG, JPEG or WebP files. "
+        "Materialise without them (normalise in the training loader instead), or end the pipeline "
+        "with {op: FromFloat, p: 1}"
+    )
+
+
+def _makes_float(node: Mapping[str, Any]) -> bool:
+    if str(node["op"]).removeprefix(f"{NAMESPACE}.") in ("Normalize", "ToFloat"):
+        return True
+    return any(_makes_float(child) for child in node.get("ops") or ())
 
 
 def _check_not_reversed(given: Any, resolved: Any, location: str) -> None:

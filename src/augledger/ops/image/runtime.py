@@ -18,6 +18,7 @@ import hashlib
 import math
 import warnings
 from collections.abc import Mapping, Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
@@ -42,10 +43,44 @@ def _build_node(A: Any, node: Mapping[str, Any]) -> Any:
     bare = str(node["op"]).removeprefix(f"{NAMESPACE}.")
     if bare in COMPOSITIONS:
         children = [_build_node(A, child) for child in node["ops"]]
-        return getattr(A, bare)(children, p=node["p"], **node["params"])
+        cls = _recorded_compositions(A).get(bare) or getattr(A, bare)
+        return cls(transforms=children, p=node["p"], **node["params"])
     cls = getattr(A, bare)
     kwargs = {"strict": True} if "InitSchema" in cls.__dict__ else {}
     return cls(p=node["p"], **kwargs, **node["params"])
+
+
+@cache
+def _recorded_compositions(A: Any) -> dict[str, type]:
+    """``OneOrOther`` and ``SelectiveChannelTransform`` whose children's params reach the record.
+
+    In Albumentations 2.0.8 neither records what its children applied (``save_applied_params``
+    sees nothing), so a ledger row would omit an op that changed the image. These subclasses make
+    the same draws in the same order as the originals and add the recording.
+    """
+
+    class OneOrOther(A.OneOrOther):  # type: ignore[misc]
+        def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+            chosen = self.transforms[0] if self.py_random.random() < self.p else self.transforms[-1]
+            data = chosen(force_apply=True, **data)
+            self._track_transform_params(chosen, data)
+            return data
+
+    class SelectiveChannelTransform(A.SelectiveChannelTransform):  # type: ignore[misc]
+        def __call__(self, *args: Any, force_apply: bool = False, **data: Any) -> dict[str, Any]:
+            if not (force_apply or self.py_random.random() < self.p):
+                return data
+            image = data["image"]
+            part = np.ascontiguousarray(image[:, :, self.channels])
+            for t in self.transforms:
+                part = t(image=part)["image"]
+                self._track_transform_params(t, data)
+            merged = image.copy()
+            merged[:, :, self.channels] = part.reshape(*part.shape[:2], -1)
+            data["image"] = np.ascontiguousarray(merged)
+            return data
+
+    return {"OneOrOther": OneOrOther, "SelectiveChannelTransform": SelectiveChannelTransform}
 
 
 def build_compose(ops: Sequence[Mapping[str, Any]], targets: Mapping[str, Any]) -> Any:

@@ -1,0 +1,237 @@
+"""What a run leaves behind is exactly what the ledger says and verify proves (issue: trust in the output folder)."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import subprocess
+import zlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import augledger
+from augledger import SpecError
+from augledger.ledger import read_ledger
+from augledger.run.materialize import EXIT_QUARANTINED, materialize
+from augledger.run.options import RunOptions
+from augledger.run.verify import verify
+from helpers import SCRIPT, SPEC, make_source, tree_digests
+
+
+@pytest.fixture(scope="module")
+def pipe() -> augledger.Pipeline:
+    return augledger.compile(augledger.parse_spec(SPEC))
+
+
+def damaged_in_the_middle(photo: np.ndarray) -> bytes:
+    """A JPEG with a few hundred bytes overwritten in the middle, its length kept (a bad sector, a bad copy),
+    chosen so that OpenCV still decodes it: to a smeared image, with only "Corrupt JPEG data" on stderr."""
+    import cv2
+
+    buf = io.BytesIO()
+    Image.fromarray(photo).resize((384, 384)).save(buf, format="JPEG", quality=90)
+    clean = buf.getvalue()
+    rng = np.random.default_rng(1)
+    for attempt in range(200):
+        data = bytearray(clean)
+        start = len(data) // 3 + 37 * attempt
+        data[start : start + 300] = rng.integers(0, 256, 300, dtype=np.uint8).tobytes()
+        if cv2.imdecode(np.frombuffer(bytes(data), np.uint8), cv2.IMREAD_COLOR) is not None:
+            return bytes(data)
+    raise AssertionError("no damage OpenCV accepts was found")
+
+
+def png_chunk(kind: bytes, payload: bytes) -> bytes:
+    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload))
+
+
+def decompression_bomb() -> bytes:
+    """A tiny palette PNG whose header claims 20000x20000 pixels."""
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 3, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header) + png_chunk(b"PLTE", b"\0\0\0")
+            + png_chunk(b"IDAT", zlib.compress(b"\0" * 16)) + png_chunk(b"IEND", b""))
+
+
+def more_inputs(root: Path, photo: np.ndarray) -> dict[str, str]:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "damaged.jpg").write_bytes(damaged_in_the_middle(photo))
+    (root / "bomb.png").write_bytes(decompression_bomb())
+    Image.fromarray(photo).convert("LA").save(root / "grey_alpha.png")
+    Image.fromarray(photo[..., 0].astype(np.float32)).save(root / "float32.tif")
+    Image.fromarray(photo[..., 0].astype(np.int32)).save(root / "int32.tif")
+    Image.fromarray(photo).convert("LAB").save(root / "lab.tif")
+    Image.fromarray(photo).convert("YCbCr").save(root / "ycbcr.tif")
+    return {
+        "damaged.jpg": "corrupt", "bomb.png": "too-large", "grey_alpha.png": "alpha", "float32.tif": "high-bit-depth",
+        "int32.tif": "high-bit-depth", "lab.tif": "ok:converted LAB->RGB", "ycbcr.tif": "ok:converted YCbCr->RGB",
+    }
+
+
+def test_more_kinds_of_input_through_a_run(pipe: augledger.Pipeline, astronaut: np.ndarray, tmp_path: Path) -> None:
+    expected = more_inputs(tmp_path / "src", astronaut)
+    materialize(pipe, tmp_path / "src", tmp_path / "o", options=RunOptions(workers=2))
+    rows = {r["key"]: r for r in read_ledger(tmp_path / "o").rows()}
+    assert set(rows) == set(expected)
+    for key, want in expected.items():
+        if want.startswith("ok"):
+            assert rows[key]["status"] == "ok" and rows[key]["note"] == want[3:], (key, rows[key]["error"])
+        else:
+            assert rows[key]["error"].startswith(f"{want}:"), (key, rows[key]["error"])
+    assert "decompression bomb" in rows["bomb.png"]["error"]
+    assert rows["damaged.jpg"]["error"].startswith("corrupt: damaged JPEG data")
+
+
+def test_a_jpeg_damaged_in_the_middle_is_corrupt_and_says_so_only_with_its_key(astronaut: np.ndarray, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "cat.jpg").write_bytes(damaged_in_the_middle(astronaut))
+    Image.fromarray(astronaut).save(src / "fine.jpg", quality=90)
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    run = subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(tmp_path / "o"), "--workers", "2"],
+                         capture_output=True, text=True)
+    assert run.returncode == EXIT_QUARANTINED, run.stderr
+    assert "cat.jpg: corrupt: damaged JPEG data: " in run.stdout
+    for line in (run.stderr + run.stdout).splitlines():  # a decoder's message never stands without its key
+        if "Corrupt JPEG" in line or "libpng" in line or "premature end" in line:
+            assert "cat.jpg" in line, line
+    assert verify(tmp_path / "o").ok
+
+
+def test_a_rerun_removes_outputs_of_sources_gone_or_now_quarantined(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 9)
+    out = tmp_path / "o"
+    materialize(pipe, src, out, options=RunOptions(copies=2, include_original=True))
+    gone, broken = "class0/0000.jpg", "class1/0001.png"
+    (src / gone).unlink()
+    (src / broken).write_bytes(b"not an image any more")
+    spec = tmp_path / "aug.json"
+    spec.write_text(json.dumps(SPEC))
+    rerun = subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(out), "--copies", "2",
+                            "--include-original"], capture_output=True, text=True)
+    assert rerun.returncode == EXIT_QUARANTINED, rerun.stderr
+    assert "removed 6 output file(s)" in rerun.stdout  # 2 copies + original, for each of the two
+    files = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and ".augledger" not in p.parts}
+    assert not [f for f in files if gone in f or broken in f]
+    rows = read_ledger(out).rows()
+    assert gone not in {r["key"] for r in rows}
+    assert {r["status"] for r in rows if r["key"] == broken} == {"quarantined"}
+    assert json.loads((out / "run.json").read_text())["removed_stale"] == 6
+    # And the folder equals a fresh run over the source as it is now.
+    fresh = tmp_path / "fresh"
+    materialize(pipe, src, fresh, options=RunOptions(copies=2, include_original=True))
+    assert tree_digests(out) == tree_digests(fresh)
+    assert verify(out).ok
+
+
+def test_verify_fails_naming_files_the_ledger_does_not_list(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 4)
+    out = tmp_path / "o"
+    materialize(pipe, src, out)
+    stray = out / "augmented" / "class0" / "smuggled.png"
+    stray.write_bytes((out / "augmented" / "class0" / "0000.jpg.c0.png").read_bytes())
+    report = verify(out)
+    assert not report.ok and [p.message for p in report.problems] == [
+        "augmented/class0/smuggled.png is not in the ledger: a file no run recorded (remove it, or rerun)"
+    ]
+    cli = subprocess.run([SCRIPT, "verify", str(out)], capture_output=True, text=True)
+    assert cli.returncode == 1 and "smuggled.png is not in the ledger" in cli.stdout
+
+
+DET = {
+    "schema": 1, "name": "det", "seed": 5,
+    "targets": {"mask": True, "bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}, "keypoints": {"format": "xy"}},
+    "ops": [{"op": "HorizontalFlip", "p": 1.0}],
+}
+
+
+def annotated_source(tmp_path: Path) -> tuple[Path, Path, np.ndarray]:
+    src = tmp_path / "src"
+    src.mkdir()
+    image = np.random.default_rng(1).integers(0, 255, (40, 60, 3), dtype=np.uint8)
+    Image.fromarray(image).save(src / "a.png")
+    mask = np.zeros((40, 60), dtype=np.uint8)
+    mask[5:15, 10:20] = 255
+    (src / "masks").mkdir()
+    Image.fromarray(mask).save(src / "masks" / "a.png")
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text(json.dumps({"key": "a.png", "label": "cat", "bboxes": [[10, 5, 20, 15]], "labels": ["eye"],
+                               "keypoints": [[12, 7]], "mask": "masks/a.png", "split": "train"}) + "\n")
+    return src, ann, mask
+
+
+def test_originals_carry_their_targets_like_the_copies(tmp_path: Path) -> None:
+    src, ann, mask = annotated_source(tmp_path)
+    pipe = augledger.compile(augledger.parse_spec(DET))
+    materialize(pipe, src, tmp_path / "o", annotations=ann, options=RunOptions(include_original=True))
+    rows = {r["epoch"]: r for r in read_ledger(tmp_path / "o").rows()}
+    original, copy = json.loads(rows[-1]["targets"]), json.loads(rows[0]["targets"])
+    assert set(original) == set(copy) == {"label", "bboxes", "labels", "keypoints", "mask", "split"}
+    assert original["bboxes"] == [[10, 5, 20, 15]] and original["labels"] == ["eye"] and original["keypoints"] == [[12, 7]]
+    assert original["mask"] == "original/a.png.mask.png"
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / original["mask"])), mask)
+    assert verify(tmp_path / "o").ok
+    # As WebDataset: the original's JSON member names its mask member, which holds the mask.
+    import tarfile
+
+    materialize(pipe, src, tmp_path / "w", annotations=ann, options=RunOptions(include_original=True, format="webdataset"))
+    with tarfile.open(next((tmp_path / "w" / "shards").glob("*.tar"))) as tar:
+        meta = json.loads(tar.extractfile("a%2Epng__orig.json").read())  # type: ignore[union-attr]
+        stored = np.asarray(Image.open(io.BytesIO(tar.extractfile(meta["targets"]["mask"]).read())))  # type: ignore[union-attr]
+    assert meta["targets"]["bboxes"] == [[10, 5, 20, 15]] and np.array_equal(stored, mask)
+
+
+def test_a_spec_whose_outputs_cannot_be_stored_is_refused_before_any_work(tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 2)
+    pipe = augledger.compile(augledger.parse_spec({"schema": 1, "name": "n", "ops": [{"op": "Normalize"}]}))
+    with pytest.raises(SpecError, match=r"cannot be materialised: ops\[0\] \(Normalize\) make float images"):
+        materialize(pipe, src, tmp_path / "o")
+    assert not (tmp_path / "o").exists()
+
+
+def test_unencodable_unreadable_and_unsupported_mode_reasons(astronaut: np.ndarray, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from augledger.io import image as image_codec
+    from augledger.run.work import SampleJob, Task
+
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(astronaut).save(src / "a.png")
+    Image.fromarray(astronaut).convert("LAB").save(src / "lab.tif")
+    floats = augledger.compile(augledger.parse_spec({"schema": 1, "name": "f", "ops": [{"op": "ToFloat", "p": 1}]}))
+    job = SampleJob(floats, str(src), RunOptions())
+    (out,) = job.produce(Task("a.png", (0,), False, None))
+    assert out.row.reason == "unencodable" and "dtype float32" in str(out.row.error)
+    (out,) = job.produce(Task("gone.png", (0,), False, None))
+    assert out.row.reason == "unreadable" and "No such file" in str(out.row.error)
+    (out,) = job.produce(Task("../a.png", (0,), False, None))
+    assert out.row.reason == "unsafe-path"
+    monkeypatch.setattr(image_codec, "_TO_RGB", image_codec._TO_RGB - {"LAB"})
+    (out,) = job.produce(Task("lab.tif", (0,), False, None))
+    assert out.row.reason == "unsupported-mode" and "image mode LAB is not supported" in str(out.row.error)
+
+
+class DeleteOnStart:
+    """Removes a source file after the run has listed it: the read fails mid-run."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_start(self, start: Any) -> None:
+        self.path.unlink()
+
+    def on_rows(self, rows: Any) -> None: ...
+
+    def on_finish(self, summary: Any) -> None: ...
+
+
+def test_a_file_that_vanishes_mid_run_is_unreadable_and_the_run_goes_on(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 4)
+    result = materialize(pipe, src, tmp_path / "o", observers=[DeleteOnStart(src / "class1" / "0001.png")])
+    assert result.exit_code == EXIT_QUARANTINED
+    (row,) = [r for r in read_ledger(tmp_path / "o").rows() if r["status"] != "ok"]
+    assert row["key"] == "class1/0001.png" and row["error"].startswith("unreadable:")
