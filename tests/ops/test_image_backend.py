@@ -159,3 +159,15 @@ def test_float_outputs_are_a_storage_problem_unless_restored() -> None:
     assert problem([{"op": "ToFloat", "p": 1}, {"op": "FromFloat", "p": 1}]) is None
     assert problem([{"op": "ToFloat", "p": 1}, {"op": "FromFloat", "p": 0.5}]) is not None
     assert problem([{"op": "Blur"}]) is None
+
+
+def test_the_readme_names_every_refused_op() -> None:
+    from pathlib import Path
+
+    from augledger.ops.image import REFUSED
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### What a spec may name"):]
+    named_3d = {n for n in REFUSED if n.endswith("3D") or n == "CubicSymmetry"}
+    missing = [n for n in REFUSED if f"`{n}`" not in section and n not in named_3d]
+    assert not missing, f"README's 'What a spec may name' does not list {missing}"

@@ -114,6 +114,7 @@ def run(
     masks: Annotated[Path | None, typer.Option(help="Folder the annotations' mask paths are relative to (default: --source). Its files are never augmented as images.", show_default=False)] = None,
     max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = 178_956_970,
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
+    export_annotations: Annotated[str | None, typer.Option(metavar="coco|yolo|voc|csv", help="Also write the transformed boxes and labels of every output: coco (annotations.coco.json), yolo (a .txt beside each image, classes.txt), voc (an .xml beside each image) or csv (annotations.csv).", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Materialise an augmented dataset with a manifest and a Parquet ledger.
@@ -130,12 +131,17 @@ def run(
         raise typer.BadParameter(f"must be 'folder' or 'webdataset'; got {fmt!r}", param_hint="--format")
     if image_format not in ("png", "jpg", "webp"):
         raise typer.BadParameter(f"must be 'png', 'jpg' or 'webp'; got {image_format!r}", param_hint="--image-format")
+    if export_annotations is not None and export_annotations not in ("coco", "yolo", "voc", "csv"):
+        raise typer.BadParameter(f"must be coco, yolo, voc or csv; got {export_annotations!r}", param_hint="--export-annotations")
+    if export_annotations in ("yolo", "voc") and fmt == "webdataset":
+        raise typer.BadParameter(f"{export_annotations} writes a file beside each image, which tar shards do not have; "
+                                 "use coco or csv with --format webdataset", param_hint="--export-annotations")
     n_workers = parse_workers(workers)
     pipe = compile_spec_file(spec)
     options = RunOptions(
         copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
         image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,  # type: ignore[arg-type]
-        shard_max_count=shard_size,
+        shard_max_count=shard_size, export_annotations=export_annotations,
     )
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     try:

@@ -44,6 +44,7 @@ from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunObserver, RunStart
 from augledger.pipeline import Pipeline
 from augledger.run.engines import Engine, engine_for
+from augledger.run.export import ONE_FILE_EXPORTS, ExportEntry, box_args, export_digest, export_files, image_size
 from augledger.run.folder import (
     MANIFEST,
     ORIGINAL_EPOCH,
@@ -221,6 +222,7 @@ def materialize(
             }
             summary = Summary()
             referenced: set[str] = set()
+            exported: list[ExportEntry] = []
             packer = ShardPacker(write_root, out, options) if options.format == "webdataset" else None
             # Rows stream from the journal in (key, epoch) order into the ledger (and the shards).
             with LedgerWriter(out / "ledger.parquet", header) as ledger:
@@ -232,11 +234,18 @@ def materialize(
                     if row.ok:
                         referenced.update(_paths_of(row))
                     # The ledger points into the shards; the journal keeps the staging paths resume needs.
-                    ledger.write(packer.add(row) if packer is not None and row.ok else row)
+                    stored = packer.add(row) if packer is not None and row.ok else row
+                    ledger.write(stored)
+                    if options.export_annotations and row.ok:
+                        size = image_size(outputs.read(str(row.output_path)))
+                        exported.append(ExportEntry(row.key, row.epoch, str(stored.output_path), *size,
+                                                    json.loads(stored.targets or "{}")))
             if packer is not None:
                 packer.close()
         finally:
             journal.close()
+        export = _write_export(out, options.export_annotations, exported, targets)
+        referenced.update(export.get("per_image", []))
         removed = 0
         if packer is None:
             # Outputs of sources that are gone, changed into a quarantined file, or no longer wanted.
@@ -262,6 +271,8 @@ def materialize(
                        "sha256": _file_digest(out / "ledger.parquet")},
             "shards": packer.shards if packer is not None else [],
         }
+        if export:
+            manifest["export"] = {k: v for k, v in export.items() if k != "per_image"}
         seconds = time.perf_counter() - t0
         facts = run_info(
             started=started.isoformat(timespec="seconds"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -279,6 +290,21 @@ def materialize(
     for observer in observers:
         observer.on_finish(manifest)
     return RunResult(out, manifest, facts, quarantined, reused=reused, removed=removed)
+
+
+def _write_export(out: Path, fmt: str | None, entries: list[ExportEntry], targets: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the annotations export (removing one-file exports of another format); describe it for the manifest."""
+    folder = LocalStore(out)
+    files = export_files(fmt, entries, **box_args(targets)) if fmt else {}
+    for name in ONE_FILE_EXPORTS:
+        if name not in files:
+            folder.remove(name)
+    if not fmt:
+        return {}
+    for path, data in sorted(files.items()):
+        folder.write(path, data)
+    per_image = sorted(p for p in files if p not in ONE_FILE_EXPORTS)
+    return {"format": fmt, "files": len(files), "sha256": export_digest(files), "per_image": per_image}
 
 
 def _paths_of(row: LedgerRow) -> list[str]:

@@ -7,6 +7,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 from augledger.io.image import DEFAULT_MAX_PIXELS
+from augledger.run.export import EXPORT_FORMATS, per_image_path
 
 __all__ = ["RunOptions", "usable_cpus"]
 
@@ -36,6 +37,8 @@ class RunOptions:
     shard_max_count: int = 1000
     shard_max_bytes: int = 1 << 30
     chunk_size: int = 4
+    #: Also write the transformed annotations as ``coco``, ``yolo``, ``voc`` or ``csv`` (see :mod:`augledger.run.export`).
+    export_annotations: str | None = None
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, minimum: int = 1) -> None:
@@ -52,6 +55,12 @@ class RunOptions:
             raise ValueError(f"format must be 'folder' or 'webdataset'; got {self.format!r}")
         if self.image_format not in ("png", "jpg", "webp"):
             raise ValueError(f"image_format must be 'png', 'jpg' or 'webp'; got {self.image_format!r}")
+        if self.export_annotations is not None:
+            if self.export_annotations not in EXPORT_FORMATS:
+                raise ValueError(f"export_annotations must be one of {', '.join(EXPORT_FORMATS)}; got {self.export_annotations!r}")
+            if self.format == "webdataset" and per_image_path(self.export_annotations, "x.png") is not None:
+                raise ValueError(f"export_annotations={self.export_annotations!r} writes a file beside each image, which "
+                                 "tar shards do not have; with format='webdataset' use coco or csv")
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be an int in [1, 100]; got {self.jpeg_quality!r}")
 
@@ -60,9 +69,10 @@ class RunOptions:
         return self.workers <= 1
 
     def identity(self) -> dict[str, Any]:
-        """The options that change what the folder holds (not how fast it is made)."""
+        """The options that change the outputs (not how fast they are made, nor which derived views
+        of the ledger are written beside them: an export can be added or changed by a rerun)."""
         d = asdict(self)
-        for k in ("workers", "chunk_size"):
+        for k in ("workers", "chunk_size", "export_annotations"):
             d.pop(k)
         if self.image_format != "jpg":
             d.pop("jpeg_quality")  # it changes nothing then; leaving it out keeps PNG folders' identity as before

@@ -25,6 +25,7 @@ from augledger.io.codecs import Annotation
 from augledger.ledger.online import in_ledger_sample
 from augledger.ledger.parquet import Ledger, read_ledger
 from augledger.pipeline import Pipeline, compile_spec
+from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
 from augledger.run.folder import ORIGINAL_EPOCH, data_files
 from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.options import RunOptions
@@ -263,17 +264,41 @@ def _check_folder(ds: OutputFolder, report: VerifyReport) -> None:
         elif sha256_hex(path.read_bytes()) != shard["sha256"]:
             report.problems.append(Problem("*", 0, f"shard {shard['name']} was modified since the run"))
     listed: set[str] = {s["name"] for s in ds.manifest.get("shards", [])}
+    export = ds.manifest.get("export") or {}
+    entries: list[ExportEntry] = []
     for row in ds.ledger.rows():
-        if row["status"] == "ok" and row["output_path"] and "#" not in row["output_path"]:
+        if row["status"] != "ok" or not row["output_path"]:
+            continue
+        targets = json.loads(row["targets"] or "null")
+        if "#" not in row["output_path"]:
             listed.add(row["output_path"])
-            targets = json.loads(row["targets"] or "null")
+            per_image = per_image_path(export.get("format", ""), row["output_path"])
+            if per_image:
+                listed.add(per_image)
             if isinstance(targets, dict) and isinstance(targets.get("mask"), str):
                 listed.add(targets["mask"])
+        if export:
+            stored = ds.stored_output(row["output_path"])
+            if stored is not None:
+                entries.append(ExportEntry(row["key"], row["epoch"], row["output_path"], *image_size(stored), targets or {}))
+    if export:
+        _check_export(ds, export, entries, report)
     unlisted = sorted(data_files(ds.out) - listed)
     for path in unlisted[:20]:
         report.problems.append(Problem("*", 0, f"{path} is not in the ledger: a file no run recorded (remove it, or rerun)"))
     if len(unlisted) > 20:
         report.problems.append(Problem("*", 0, f"... and {len(unlisted) - 20} more files not in the ledger"))
+
+
+def _check_export(ds: OutputFolder, export: Mapping[str, Any], entries: list[ExportEntry], report: VerifyReport) -> None:
+    """Re-make the annotations export from the ledger and compare it file by file."""
+    expected = export_files(str(export["format"]), entries, **box_args(ds.pipeline.resolved_targets))
+    for path, data in sorted(expected.items()):
+        stored = ds.stored_output(path)
+        if stored is None:
+            report.problems.append(Problem("*", 0, f"{export['format']} export file {path} is missing"))
+        elif stored != data:
+            report.problems.append(Problem("*", 0, f"{export['format']} export file {path} does not match the ledger"))
 
 
 def _check_rows(ds: OutputFolder, rows: Iterable[Mapping[str, Any]], report: VerifyReport) -> None:
