@@ -65,6 +65,13 @@ def test_ledger_is_plain_parquet_with_header(pipe: augledger.Pipeline, source: P
     row = frame.iloc[0]
     assert row["output_digest"] == "sha256:" + hashlib.sha256((tmp_path / "o" / row["output_path"]).read_bytes()).hexdigest()
     assert isinstance(json.loads(row["ops"]), list)
+    # source_digest: the file's bytes; input_digest: the decoded image (the column online ledgers share).
+    from augledger.io.image import decode_image
+    from augledger.record import sample_digest
+
+    data = (source / row["key"]).read_bytes()
+    assert row["source_digest"] == "sha256:" + hashlib.sha256(data).hexdigest()
+    assert row["input_digest"] == sample_digest({"image": decode_image(data)[0]})
     header = json.loads(pq.read_schema(tmp_path / "o" / "ledger.parquet").metadata[b"augledger"])
     assert header["fingerprint"] == pipe.fingerprint and header["seed"] == 7
     manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())

@@ -46,12 +46,16 @@ class Output:
     """One output: its ledger row, the record whose params the row still needs, and its files.
 
     ``files[0]`` is the output itself; :func:`write_outputs` sets ``row.output_digest`` from its
-    bytes unless the row has it already (an original's digest is its source's).
+    bytes unless the row has it already (an original's digest is its source's), and
+    ``row.input_digest`` from ``payload``.
     """
 
     row: LedgerRow
     record: Record | None = None
     files: list[tuple[str, bytes]] = field(default_factory=list)
+    #: The decoded image whose digest becomes ``row.input_digest`` (hashed by :func:`write_outputs`,
+    #: which the in-process engine runs on its writer thread, overlapping the next samples' work).
+    payload: Any = None
 
 
 def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
@@ -158,7 +162,7 @@ class SampleJob:
             sample, note = self.prepare(data, task.annotation)
         except Quarantined as q:
             return quarantine_all(q.reason, str(q), src)
-        payload = sample_digest({"image": sample["image"]})
+        payload = sample["image"]
         outputs: list[Output] = []
         if task.original:
             rel = output_name(key, ORIGINAL_EPOCH, fmt)
@@ -168,9 +172,8 @@ class SampleJob:
                 mask_rel = mask_name(key, ORIGINAL_EPOCH)
                 files.append((mask_rel, self.codec.encode({"image": sample["mask"]}, "png").data))
             row = LedgerRow(key, ORIGINAL_EPOCH, None, ops="[]", targets=self.targets_json(sample, task.annotation, mask_rel),
-                            source_digest=src, input_digest=payload, output_path=rel,
-                            output_digest=src)  # the same bytes: no second hash
-            outputs.append(Output(row, None, files))
+                            source_digest=src, output_path=rel, output_digest=src)  # the same bytes: no second hash
+            outputs.append(Output(row, None, files, payload))
         for epoch in task.epochs:
             try:
                 encoded, result = self.derive(sample, key, epoch)
@@ -183,11 +186,11 @@ class SampleJob:
                 reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
                 log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
                 outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message,
-                                                            source_digest=src, input_digest=payload)))
+                                                            source_digest=src), payload=payload))
                 continue
             except Quarantined as q:
                 outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), q.reason, str(q),
-                                                            source_digest=src, input_digest=payload)))
+                                                            source_digest=src), payload=payload))
                 continue
             rel = output_name(key, epoch, fmt)
             files = [(rel, encoded.data)]
@@ -197,8 +200,8 @@ class SampleJob:
                 files.append((mask_rel, encoded.side["mask.png"]))
             row = LedgerRow(key, epoch, result.record.seed, note=note,
                             targets=self.targets_json(result.sample, task.annotation, mask_rel),
-                            source_digest=src, input_digest=payload, output_path=rel)
-            outputs.append(Output(row, result.record, files))
+                            source_digest=src, output_path=rel)
+            outputs.append(Output(row, result.record, files, payload))
         return outputs
 
 
@@ -217,11 +220,18 @@ def finish_rows(outputs: Sequence[Output]) -> list[LedgerRow]:
 
 
 def write_outputs(outputs: Sequence[Output], store: Store) -> None:
-    """Write every output's files atomically, and set each row's ``output_digest`` from its bytes.
+    """Write every output's files atomically, and set each row's ``output_digest`` from its bytes
+    and ``input_digest`` from its decoded image (hashed once per source file).
 
     A row whose file could not be written raises here; nothing is journaled for it.
     """
+    payload_digests: dict[int, str] = {}
     for output in outputs:
+        if output.payload is not None and output.row.input_digest is None:
+            digest = payload_digests.get(id(output.payload))
+            if digest is None:
+                digest = payload_digests[id(output.payload)] = sample_digest({"image": output.payload})
+            output.row.input_digest = digest
         for i, (path, data) in enumerate(output.files):
             store.write(path, data)
             if i == 0 and output.row.output_digest is None:
