@@ -129,6 +129,10 @@ class Pipeline:
         """The 128-bit seed of (key, epoch) under this pipeline and its spec seed."""
         return self._derive_seed(epoch=epoch, key=key)
 
+    def sample_seed_hex(self, *, key: str, epoch: int) -> str:
+        """:meth:`sample_seed` as the 32 hex digits records and ledgers store."""
+        return f"{self._derive_seed(epoch=epoch, key=key):032x}"
+
     def __repr__(self) -> str:
         n_ops = len(self._resolved["ops"])
         return f"Pipeline(name={self.name!r}, fingerprint={self._fingerprint[:19]}..., ops={n_ops})"

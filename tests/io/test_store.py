@@ -82,3 +82,14 @@ def test_a_root_reached_through_a_symlink_works(tmp_path: Path) -> None:
     os.symlink(real, tmp_path / "alias", target_is_directory=True)
     store = LocalStore(tmp_path / "alias")
     assert store.list() == ["a/x.png"] and store.read("a/x.png") == b"x"
+
+
+def test_colons_are_names_not_drives_and_a_planted_temporary_link_is_not_followed(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "outside"
+    root.mkdir()
+    outside.mkdir()
+    assert check_relative("1:2.png") == "1:2.png" and check_relative("a/b:c.png") == "a/b:c.png"
+    store = LocalStore(root)
+    (root / f".x.bin.tmp-{os.getpid()}").symlink_to(outside / "victim")
+    store.write("x.bin", b"data")
+    assert (root / "x.bin").read_bytes() == b"data" and not (outside / "victim").exists()

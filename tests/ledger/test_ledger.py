@@ -79,10 +79,17 @@ def test_streamed_rows_out_of_order_are_refused_and_leave_no_file(tmp_path: Path
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sources_digest_streamed_equals_the_list_digest() -> None:
-    from augledger.run.sources import SourcesDigest, digest_of_sources
+def digest_of_sources(pairs: list[tuple[str, str]]) -> str:
+    """The documented definition: SHA-256 of the canonical JSON of the sorted pair list."""
+    from augledger._canonical import canonical_json, sha256_hex
 
-    pairs = [("b/ü.png", "sha256:2"), ("a.png", "sha256:1"), ("a.png", "sha256:0"), ("c\"q.png", "sha256:3")]
+    return sha256_hex(canonical_json(sorted(pairs)))
+
+
+def test_sources_digest_streamed_equals_the_list_digest() -> None:
+    from augledger.run.sources import SourcesDigest
+
+    pairs: list[tuple[str, str]] = [("b/ü.png", "sha256:2"), ("a.png", "sha256:1"), ("a.png", "sha256:0"), ("c\"q.png", "sha256:3")]
     streamed = SourcesDigest()
     for key, digest in sorted(pairs):
         streamed.add(key, digest)
@@ -139,3 +146,15 @@ def test_part_files_from_several_processes_merge_sorted(tmp_path: Path) -> None:
     assert len(parts.parts()) == 3
     merged = read_ledger(parts.merge(tmp_path / "ledger.parquet", HEADER)).rows()
     assert [(r["key"], r["epoch"]) for r in merged] == [("a.png", 0), ("a.png", 1), ("b.png", 0)]
+
+
+def test_a_part_reused_by_a_later_process_with_the_same_pid_still_merges(tmp_path: Path) -> None:
+    import os
+
+    from augledger.ledger import LedgerRow
+    from augledger.ledger.parts import PartFiles, host_name
+
+    (tmp_path / f"part-{host_name()}-{os.getpid()}.jsonl").write_text('{"key": "a.png", "epoch": 0, "seed": "s", "sta')
+    parts = PartFiles(tmp_path)
+    parts.append([LedgerRow("b.png", 0, "s")])
+    assert [r["key"] for r in read_ledger(parts.merge(tmp_path / "l.parquet", HEADER)).rows()] == ["b.png"]

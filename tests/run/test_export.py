@@ -125,3 +125,22 @@ def test_another_export_on_rerun_replaces_the_first(tmp_path: Path, detection: t
                               "--format", "webdataset", "--export-annotations", "yolo"], capture_output=True, text=True,
                              env={**os.environ, "COLUMNS": "300"})
     assert refused.returncode == 2 and "use coco or csv with --format webdataset" in refused.stderr
+
+
+def test_class_ids_do_not_depend_on_hash_order_and_original_name_clashes_are_refused(tmp_path: Path) -> None:
+    from augledger import SourceError
+    from augledger.run.export import ExportEntry, export_files
+
+    entries = [ExportEntry("k", 0, "augmented/k.c0.png", 10, 10, {"bboxes": [[0, 0, 1, 1], [1, 1, 2, 2]], "labels": [1, "1"]})]
+    files = export_files("yolo", entries, "pascal_voc", "labels")
+    # Labels that print alike ("1" and 1) sort by their JSON text: the same ids in every process.
+    assert files["classes.txt"] == b"1\n1\n"
+    lines = files["augmented/k.c0.txt"].splitlines()
+    assert lines[0].startswith(b"1 ") and lines[1].startswith(b"0 ")
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.png", "a.jpg"):
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / name)
+    pipe = augledger.compile(augledger.parse_spec(DET))
+    with pytest.raises(SourceError, match=r"'a.jpg' and 'a.png' would share the yolo annotation file 'original/a.txt'"):
+        materialize(pipe, src, tmp_path / "o", options=RunOptions(include_original=True, export_annotations="yolo"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import json
 import struct
@@ -171,9 +172,11 @@ def test_originals_carry_their_targets_like_the_copies(tmp_path: Path) -> None:
     materialize(pipe, src, tmp_path / "o", annotations=ann, options=RunOptions(include_original=True))
     rows = {r["epoch"]: r for r in read_ledger(tmp_path / "o").rows()}
     original, copy = json.loads(rows[-1]["targets"]), json.loads(rows[0]["targets"])
-    assert set(original) == set(copy) == {"label", "bboxes", "labels", "keypoints", "mask", "split"}
+    assert set(original) == set(copy) == {"label", "bboxes", "labels", "keypoints", "mask", "mask_source_digest", "split"}
     assert original["bboxes"] == [[10, 5, 20, 15]] and original["labels"] == ["eye"] and original["keypoints"] == [[12, 7]]
-    assert original["mask"] == "original/a.png.mask.png"
+    assert original["mask"] == "original-masks/a.png.png"
+    assert original["mask_source_digest"] == copy["mask_source_digest"] == "sha256:" + hashlib.sha256(
+        (src / "masks" / "a.png").read_bytes()).hexdigest()
     assert np.array_equal(np.asarray(Image.open(tmp_path / "o" / original["mask"])), mask)
     assert verify(tmp_path / "o").ok
     # As WebDataset: the original's JSON member names its mask member, which holds the mask.
@@ -235,3 +238,121 @@ def test_a_file_that_vanishes_mid_run_is_unreadable_and_the_run_goes_on(pipe: au
     assert result.exit_code == EXIT_QUARANTINED
     (row,) = [r for r in read_ledger(tmp_path / "o").rows() if r["status"] != "ok"]
     assert row["key"] == "class1/0001.png" and row["error"].startswith("unreadable:")
+
+
+def test_one_bit_and_16_bit_masks_are_kept_and_32_bit_ones_quarantined(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "masks").mkdir(parents=True)
+    image = np.random.default_rng(2).integers(0, 255, (24, 32, 3), dtype=np.uint8)
+    rows = []
+    for name, mask in {"bit": np.eye(24, 32, dtype=bool), "deep": (np.arange(24 * 32).reshape(24, 32) * 50).astype(np.uint16),
+                       "wide": np.ones((24, 32), dtype=np.int32) * 70000}.items():
+        Image.fromarray(image).save(src / f"{name}.png")
+        ext = "tif" if name == "wide" else "png"  # PNG holds no 32-bit grey
+        Image.fromarray(mask).save(src / "masks" / f"{name}.{ext}")
+        rows.append({"key": f"{name}.png", "mask": f"masks/{name}.{ext}"})
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    pipe = augledger.compile(augledger.parse_spec({**DET, "targets": {"mask": True}}))
+    result = materialize(pipe, src, tmp_path / "o", annotations=ann, options=RunOptions(include_original=True))
+    by = {(r["key"], r["epoch"]): r for r in read_ledger(tmp_path / "o").rows()}
+    for name, dtype in (("bit", np.uint8), ("deep", np.uint16)):
+        for epoch in (-1, 0):
+            row = by[(f"{name}.png", epoch)]
+            assert row["status"] == "ok", row["error"]
+            stored = np.asarray(Image.open(tmp_path / "o" / json.loads(row["targets"])["mask"]))
+            source = np.asarray(Image.open(src / "masks" / f"{name}.png"))
+            assert stored.dtype == dtype or stored.max() <= 1
+            want = source.astype(stored.dtype) if epoch == -1 else source[:, ::-1].astype(stored.dtype)
+            assert np.array_equal(stored, want), (name, epoch)
+    assert {by[("wide.png", e)]["error"].split(":")[0] for e in (-1, 0)} == {"annotation"}
+    assert result.exit_code == EXIT_QUARANTINED
+
+
+def test_bad_annotation_rows_quarantine_their_sample_not_the_run(tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 4)
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text(
+        '{"key": "class0/0000.jpg", "bboxes": 5, "labels": []}\n'
+        '{"key": "class1/0001.png", "label": NaN}\n'
+        '{"key": "class2/0002.jpg", "bboxes": [[1, 2, 8, 9]], "labels": ["a"], "score": Infinity}\n'
+        '{"key": "class0/0003.png", "bboxes": [[1, 2, 8, 9]], "labels": ["a"]}\n'
+    )
+    spec = {**SPEC, "targets": {"bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}}}
+    pipe = augledger.compile(augledger.parse_spec(spec))
+    result = materialize(pipe, src, tmp_path / "o", annotations=ann)
+    rows = {r["key"]: r for r in read_ledger(tmp_path / "o").rows()}
+    assert rows["class0/0000.jpg"]["error"] == "annotation: ann.jsonl:1: bboxes must be a list of lists of finite numbers, e.g. [[10, 20, 50, 60]]; got 5"
+    assert rows["class1/0001.png"]["error"].startswith("annotation: ann.jsonl:2: a value is NaN or infinite")
+    assert rows["class2/0002.jpg"]["error"].startswith("annotation: ann.jsonl:3: a value is NaN or infinite")
+    assert rows["class0/0003.png"]["status"] == "ok" and result.exit_code == EXIT_QUARANTINED
+
+
+def test_an_over_long_file_name_is_quarantined_before_any_write(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 2)
+    long_name = "x" * 236 + ".png"  # fits the file system; its output name (+ .c0.png) does not fit the budget
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / long_name)
+    result = materialize(pipe, src, tmp_path / "o")
+    row = next(r for r in read_ledger(tmp_path / "o").rows() if r["key"] == long_name)
+    assert row["error"].startswith("name-too-long: the output file name") and result.exit_code == EXIT_QUARANTINED
+
+
+def test_quarantine_messages_hold_no_absolute_paths(tmp_path: Path) -> None:
+    """The same data in two places gives the same ledger and manifest."""
+    folders = []
+    for place in ("here", "there/deeper"):
+        src = tmp_path / place / "src"
+        (src / "masks").mkdir(parents=True)
+        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src / "a.png")
+        ann = tmp_path / place / "ann.jsonl"
+        ann.write_text(json.dumps({"key": "a.png", "mask": "masks/gone.png"}) + "\n")
+        pipe = augledger.compile(augledger.parse_spec({**DET, "targets": {"mask": True}}))
+        materialize(pipe, src, tmp_path / place / "o", annotations=ann)
+        folders.append(tmp_path / place / "o")
+    (row,) = read_ledger(folders[0]).rows()
+    assert row["error"] == "annotation: mask 'masks/gone.png' cannot be read: No such file or directory"
+    assert tree_digests(folders[0]) == tree_digests(folders[1])
+
+
+def test_resume_redoes_outputs_whose_mask_changed_and_refuses_another_environment(tmp_path: Path) -> None:
+    from augledger import FingerprintConflict
+
+    src, ann, mask = annotated_source(tmp_path)
+    pipe = augledger.compile(augledger.parse_spec(DET))
+    out = tmp_path / "o"
+    materialize(pipe, src, out, annotations=ann, options=RunOptions(copies=2))
+    changed = mask.copy()
+    changed[20:30, 30:40] = 7
+    Image.fromarray(changed).save(src / "masks" / "a.png")
+    again = materialize(pipe, src, out, annotations=ann, options=RunOptions(copies=2))
+    assert again.reused == 0  # both copies were made from the old mask
+    stored = np.asarray(Image.open(out / json.loads(read_ledger(out).rows()[0]["targets"])["mask"]))
+    assert np.array_equal(stored, changed[:, ::-1])
+    identity = out / ".augledger" / "identity.json"
+    held = json.loads(identity.read_text())
+    held["env"]["backends"]["opencv"] = "3.0.0"
+    identity.write_text(json.dumps(held))
+    with pytest.raises(FingerprintConflict, match=r"environment: opencv 3\.0\.0 -> .* \(outputs would mix library versions\)"):
+        materialize(pipe, src, out, annotations=ann, options=RunOptions(copies=2))
+
+
+def test_a_source_inside_out_or_an_out_that_is_a_file_is_refused(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    from augledger import FingerprintConflict, SourceError
+
+    make_source(tmp_path / "o" / "augmented", 2)
+    with pytest.raises(SourceError, match="is inside --out"):
+        materialize(pipe, tmp_path / "o" / "augmented", tmp_path / "o")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(FingerprintConflict, match="is a file; choose a folder"):
+        materialize(pipe, tmp_path / "o" / "augmented", tmp_path / "file")
+
+
+def test_verify_reports_a_damaged_shard_instead_of_crashing(pipe: augledger.Pipeline, tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 4)
+    out = tmp_path / "o"
+    materialize(pipe, src, out, options=RunOptions(format="webdataset"))
+    shard = next((out / "shards").glob("*.tar"))
+    shard.write_bytes(b"\x00" * 100 + b"not a tar file at all")
+    report = verify(out)
+    assert not report.ok and f"shard shards/{shard.name} was modified since the run" in report.problems[0].message
+    assert all("is missing" in p.message for p in report.problems[1:]) and len(report.problems) == 5

@@ -131,3 +131,27 @@ def test_missing_targets_are_warned_about(seg: augledger.Pipeline, tmp_path: Pat
     ann = write_jsonl(tmp_path / "ann.jsonl", [{"key": "a.png", "label": 1}])
     materialize(seg, src, tmp_path / "o2", annotations=ann)
     assert "1 of 2 source images have no row in the annotations file" in caplog.text
+
+
+def test_masks_in_the_source_folder_itself_and_dotted_paths_are_not_samples(seg: augledger.Pipeline, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    write_image(src / "a.png", 1)
+    write_image(src / "masks" / "a.png", 2, (32, 40))
+    ann = write_jsonl(tmp_path / "ann.jsonl", [{"key": "a.png", "mask": "./masks/a.png"}])
+    materialize(seg, src, tmp_path / "o", annotations=ann, masks=src)
+    assert [r["key"] for r in read_ledger(tmp_path / "o").rows()] == ["a.png"]
+
+
+def test_verify_and_replay_use_the_runs_key_column(seg: augledger.Pipeline, tmp_path: Path) -> None:
+    import subprocess
+
+    from helpers import SCRIPT
+
+    src = tmp_path / "src"
+    write_image(src / "a.png", 1)
+    write_image(src / "m.png", 2, (32, 40))
+    ann = write_jsonl(tmp_path / "ann.jsonl", [{"filename": "a.png", "mask": "m.png"}])
+    materialize(seg, src, tmp_path / "o", annotations=ann, key_column="filename")
+    for argv in (["verify", str(tmp_path / "o")], ["replay", str(tmp_path / "o"), "a.png"]):
+        cli = subprocess.run([SCRIPT, *argv], capture_output=True, text=True)
+        assert cli.returncode == 0, cli.stderr

@@ -137,3 +137,20 @@ def test_killed_while_packing_shards_or_writing_the_ledger_then_resumed(tmp_path
     assert again.exit_code == 0
     assert tree_digests(out) == tree_digests(tmp_path / "clean")
     assert not [p for p in out.rglob("*") if ".tmp" in p.name and ".augledger" not in p.parts]
+
+
+def test_a_second_signal_does_not_wait(tmp_path: Path) -> None:
+    import sys
+
+    script = (
+        "import os, signal, time\n"
+        "from augledger.run.stopping import StopSignals\n"
+        "with StopSignals() as stop:\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)\n"
+        "    assert stop.stopped\n"
+        "    os.kill(os.getpid(), signal.SIGTERM)  # a user who does not want to wait\n"
+        "    time.sleep(5)\n"
+        "print('still here')\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == -signal.SIGTERM and "still here" not in proc.stdout

@@ -47,6 +47,10 @@ def handle_errors(func: F) -> F:
         except AugLedgerError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+        except OSError as exc:  # the file system said no (a full disk, a permission, a name too long)
+            where = f" ({exc.filename})" if exc.filename else ""
+            err_console.print(f"[bold red]error:[/] {escape((exc.strerror or str(exc)) + where)}", highlight=False)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print("[bold yellow]stopped[/] (Ctrl-C)", highlight=False)
             raise typer.Exit(130) from None

@@ -13,6 +13,7 @@ import typer
 from rich.markup import escape
 
 from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, err_console, handle_errors
+from augledger.io.image import DEFAULT_MAX_PIXELS
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunStart
 
@@ -112,7 +113,7 @@ def run(
     annotations: Annotated[Path | None, typer.Option(help=ANNOTATIONS_HELP, show_default=False)] = None,
     key_column: Annotated[str, typer.Option(help="The annotations column that holds each image's key.")] = "key",
     masks: Annotated[Path | None, typer.Option(help="Folder the annotations' mask paths are relative to (default: --source). Its files are never augmented as images.", show_default=False)] = None,
-    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = 178_956_970,
+    max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
     export_annotations: Annotated[str | None, typer.Option(metavar="coco|yolo|voc|csv", help="Also write the transformed boxes and labels of every output: coco (annotations.coco.json), yolo (a .txt beside each image, classes.txt), voc (an .xml beside each image) or csv (annotations.csv).", show_default=False)] = None,
     as_json: JsonOpt = False,
@@ -156,7 +157,7 @@ def run(
                                "seconds": seconds, "reused": result.reused, "removed": result.removed}))
     else:
         c = m["counts"]
-        console.print(f"[bold]{out}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
+        console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
                       f"pipeline {m['fingerprint'][:19]}…, seed {m['seed']}", highlight=False)
         if result.reused:
             console.print(f"resumed: {result.reused} output(s) were already complete and verified; "

@@ -66,6 +66,7 @@ def spec_diff(a: SpecArg, b: SpecArg, as_json: JsonOpt = False) -> None:
 
 
 @spec_app.command("schema")
+@handle_errors
 def spec_schema() -> None:
     """Print the JSON Schema of a spec (for editor completion and validation)."""
     from augledger.ops.registry import spec_json_schema

@@ -36,6 +36,9 @@ class Annotation:
     mask: str | None = None
     extra: dict[str, list[Any]] = field(default_factory=dict)
     carry: dict[str, Any] = field(default_factory=dict)
+    #: Why this row cannot be used (a box that is not a list of numbers, NaN, ...): the sample is
+    #: quarantined with reason ``annotation`` and this message, and the run goes on.
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,12 +79,17 @@ class Codec(Protocol):
         """The pipeline input: ``sample`` plus the targets the spec declares, from ``annotation``.
 
         ``read(path)`` reads a file the annotation names (a mask) through the source's store.
-        Raises ``Quarantined("annotation", ...)`` when the annotation does not fit the sample.
+        Raises ``Quarantined("annotation", ...)`` when the annotation has a ``problem`` or does not
+        fit the sample.
         """
         ...
 
     def encode(self, sample: Mapping[str, Any], fmt: str) -> Encoded:
         """Encode an augmented sample, or raise ``Quarantined("unencodable", ...)``."""
+        ...
+
+    def encode_side(self, sample: Mapping[str, Any]) -> dict[str, bytes]:
+        """The side files of a sample alone (``{"mask.png": ...}``), e.g. for an original kept as is."""
         ...
 
     def versions(self) -> dict[str, str]:

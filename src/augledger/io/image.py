@@ -43,7 +43,7 @@ from numpy.typing import NDArray
 from augledger.errors import Quarantined, UnsafePath
 from augledger.io.codecs import Annotation, Decoded, Encoded
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageCodec", "decode_image", "encode_image"]
+__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageCodec", "decode_image", "decode_mask", "encode_image", "encode_mask"]
 
 #: Images with more pixels than this are refused as possible decompression bombs (~ 16k x 11k).
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -88,6 +88,8 @@ class ImageCodec:
     ) -> dict[str, Any]:
         image = sample["image"]
         ann = annotation or Annotation()
+        if ann.problem:
+            raise Quarantined("annotation", ann.problem)
         if targets.get("bboxes"):
             sample["bboxes"] = ann.bboxes or []
             for name in targets["bboxes"]["label_fields"]:
@@ -101,8 +103,8 @@ class ImageCodec:
                 mask = decode_mask(read(ann.mask))
             except UnsafePath as exc:
                 raise Quarantined("annotation", f"mask path refused: {exc}") from None
-            except OSError as exc:
-                raise Quarantined("annotation", f"mask {ann.mask!r} cannot be read: {exc}") from None
+            except OSError as exc:  # the reason only: the absolute path would tie the ledger to this machine
+                raise Quarantined("annotation", f"mask {ann.mask!r} cannot be read: {exc.strerror or exc}") from None
             except Quarantined as exc:
                 raise Quarantined("annotation", f"mask {ann.mask!r}: {exc}") from None
             if mask.shape[:2] != image.shape[:2]:
@@ -114,9 +116,11 @@ class ImageCodec:
         return sample
 
     def encode(self, sample: Mapping[str, Any], fmt: str) -> Encoded:
+        return Encoded(encode_image(sample["image"], fmt, quality=self.jpeg_quality), self.encode_side(sample))
+
+    def encode_side(self, sample: Mapping[str, Any]) -> dict[str, bytes]:
         mask = sample.get("mask")
-        side = {"mask.png": encode_image(mask, "png")} if mask is not None else {}
-        return Encoded(encode_image(sample["image"], fmt, quality=self.jpeg_quality), side)
+        return {"mask.png": encode_mask(mask)} if mask is not None else {}
 
     def versions(self) -> dict[str, str]:
         import cv2
@@ -198,16 +202,44 @@ def _decode_jpeg_strict(data: bytes, colorspace: str) -> NDArray[Any]:
 
 
 def decode_mask(data: bytes) -> NDArray[Any]:
-    """Decode a mask image, keeping its values: single-channel modes as they are, others as grey."""
+    """Decode a mask image, keeping its values (class ids): 8-bit and palette masks as uint8, 1-bit
+    masks as uint8 0/1, 16-bit masks as uint16; others are read as grey. 32-bit masks are refused."""
     from PIL import Image
 
     if not data:
         raise Quarantined("empty", "zero-byte file")
     try:
         with Image.open(io.BytesIO(data)) as m:
-            return np.asarray(m.convert("L") if m.mode not in _MASK_MODES else m)
+            mode = m.mode
+            if mode == "1":
+                return np.asarray(m, dtype=np.uint8)
+            if mode.startswith("I;16"):
+                return np.asarray(m).astype(np.uint16)
+            if mode in ("I", "F"):
+                raise Quarantined("high-bit-depth", f"{mode} (32-bit) masks are not supported; store class ids as 8- or 16-bit")
+            return np.asarray(m.convert("L") if mode not in _MASK_MODES else m)
+    except Quarantined:
+        raise
     except Exception as exc:  # Pillow's plugins raise anything on damaged files
         raise Quarantined("corrupt", f"cannot decode the mask: {type(exc).__name__}: {exc}") from None
+
+
+def encode_mask(mask: NDArray[Any]) -> bytes:
+    """Encode a mask as PNG, keeping its values: uint8 (bool as 0/1) or uint16.
+
+    Raises:
+        Quarantined: another dtype (``annotation``), e.g. a float mask.
+    """
+    import cv2
+
+    if mask.dtype == np.bool_:
+        mask = mask.astype(np.uint8)
+    if mask.dtype not in (np.uint8, np.uint16):
+        raise Quarantined("annotation", f"the mask has dtype {mask.dtype}; masks are stored as 8- or 16-bit PNG")
+    ok, buf = cv2.imencode(".png", np.ascontiguousarray(mask), [int(cv2.IMWRITE_PNG_COMPRESSION), 1])
+    if not ok:
+        raise Quarantined("annotation", f"OpenCV could not encode a {mask.shape} {mask.dtype} mask as PNG")
+    return bytes(buf.tobytes())
 
 
 def _check_pixels(width: int, height: int, max_pixels: int) -> None:

@@ -63,7 +63,7 @@ def check_relative(path: str, *, what: str = "path") -> str:
     if "\\" in path:
         raise UnsafePath(f"{what} {path!r} uses backslashes; write it with forward slashes")
     pure = PurePosixPath(path)
-    if pure.is_absolute() or (len(path) > 1 and path[1] == ":"):
+    if pure.is_absolute() or (len(path) > 2 and path[0].isalpha() and path[1] == ":" and path[2] == "/"):
         raise UnsafePath(f"{what} {path!r} is absolute; give it relative to its root folder")
     if ".." in pure.parts:
         raise UnsafePath(f"{what} {path!r} climbs out of its root folder with '..'")
@@ -88,10 +88,13 @@ class LocalStore:
         """
         rel = check_relative(path)
         full = os.path.join(self.root, rel)
-        real = os.path.realpath(full)
-        if real != self._real_root and not real.startswith(self._real_root + os.sep):
-            raise UnsafePath(f"{rel!r} resolves to {real!r}, outside {str(self.root)!r} (through a symlink)")
+        if not self._inside(os.path.realpath(full)):
+            # No absolute path in the message: it ends up in ledgers, which must not depend on the machine.
+            raise UnsafePath(f"{rel!r} leads outside its folder (through a symlink)")
         return Path(full)
+
+    def _inside(self, real: str) -> bool:
+        return real == self._real_root or real.startswith(self._real_root + os.sep)
 
     def read(self, path: str) -> bytes:
         with open(self.path(path), "rb") as f:
@@ -101,7 +104,10 @@ class LocalStore:
         target = self.path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f".{target.name}{TEMP_MARK}{os.getpid()}")
-        with open(tmp, "wb") as f:
+        tmp.unlink(missing_ok=True)  # a leftover of a killed process with the same pid
+        # O_EXCL and O_NOFOLLOW: a symlink planted at the temporary name is not followed out of the root.
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, target)
 
@@ -149,12 +155,16 @@ class LocalStore:
         self, folder: str, seen: set[str], found: builtins.list[str], escaping: builtins.list[str],
         links: builtins.list[str],
     ) -> None:
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            raise UnsafePath(f"folder {os.path.relpath(folder, self.root)!r} cannot be listed: {exc.strerror or exc}") from None
+        for entry in entries:
             if entry.name.startswith("."):
                 continue
             if entry.is_symlink():
                 real = os.path.realpath(entry.path)
-                if real != self._real_root and not real.startswith(self._real_root + os.sep):
+                if not self._inside(real):
                     escaping.append(f"{os.path.relpath(entry.path, self.root)} -> {real}")
                     continue
                 if entry.is_dir():

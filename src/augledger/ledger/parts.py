@@ -67,8 +67,11 @@ class PartFiles:
             if self._pid != os.getpid():
                 # A forked worker inherits the parent's handle: never share it, open this process's own.
                 self.directory.mkdir(parents=True, exist_ok=True)
-                name = f"part-{host_name()}-{os.getpid()}.jsonl"
-                self._fh = (self.directory / name).open("a", encoding="utf-8")
+                path = self.directory / f"part-{host_name()}-{os.getpid()}.jsonl"
+                cut = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+                self._fh = path.open("a", encoding="utf-8")
+                if cut:  # an earlier process with this pid was killed mid-line: start on a line of our own
+                    self._fh.write("\n")
                 self._pid = os.getpid()
             self._fh.write(text)
             self._fh.flush()
@@ -88,10 +91,15 @@ class PartFiles:
         for part in self.parts():
             with part.open(encoding="utf-8") as fh:
                 for number, line in enumerate(fh, 1):
-                    if not line.endswith("\n"):
-                        log.warning("skipping the unfinished last line %d of ledger part %s", number, part)
+                    try:
+                        data = json.loads(line) if line.endswith("\n") else None
+                    except ValueError:
+                        data = None
+                    if data is None:
+                        if line.strip():
+                            log.warning("skipping the unfinished line %d of ledger part %s", number, part)
                         continue
-                    yield LedgerRow.from_dict(json.loads(line))
+                    yield LedgerRow.from_dict(data)
 
     def merge(self, path: str | Path, header: Mapping[str, Any]) -> Path:
         """Write every part's rows as one ledger at ``path``, sorted by (key, epoch), first of each pair kept."""

@@ -184,30 +184,44 @@ class ProcessPoolEngine:
                 for _ in range(self.workers * 4):
                     submit_next()
                 preload_ledger_backend()  # only once the workers exist: never fork while a thread imports
-                while in_flight:
-                    finished, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
-                    if stop is not None and stop.stopped and not stop_event.is_set():
-                        # Workers finish the sample in hand and return what they made; queued chunks are dropped.
-                        stop_event.set()
-                        for future in list(in_flight):
-                            if future.cancel():
-                                in_flight.discard(future)
-                    for future in finished:
-                        in_flight.discard(future)
-                        try:
-                            rows = future.result()
-                        except BrokenProcessPool as exc:
-                            raise WorkerError(
-                                "a worker process died (killed, out of memory, or a crash in native code) while "
-                                "augmenting; what finished is kept: run the same command again to resume"
-                            ) from exc
-                        if not stop_event.is_set():
-                            submit_next()
-                        yield rows
+                try:
+                    yield from self._collect(in_flight, submit_next, stop, stop_event)
+                except BaseException:
+                    # Leaving the pool waits for every queued chunk; none may start writing files
+                    # whose rows nobody will journal.
+                    stop_event.set()
+                    for future in in_flight:
+                        future.cancel()
+                    raise
         finally:
             cv2.setNumThreads(previous_threads)
         if stop is not None:
             stop.check()
+
+    @staticmethod
+    def _collect(
+        in_flight: set[Future[list[LedgerRow]]], submit_next: Callable[[], None], stop: StopSignals | None, stop_event: Any,
+    ) -> Iterator[list[LedgerRow]]:
+        while in_flight:
+            finished, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
+            if stop is not None and stop.stopped and not stop_event.is_set():
+                # Workers finish the sample in hand and return what they made; queued chunks are dropped.
+                stop_event.set()
+                for future in list(in_flight):
+                    if future.cancel():
+                        in_flight.discard(future)
+            for future in finished:
+                in_flight.discard(future)
+                try:
+                    rows = future.result()
+                except BrokenProcessPool as exc:
+                    raise WorkerError(
+                        "a worker process died (killed, out of memory, or a crash in native code) while "
+                        "augmenting; what finished is kept: run the same command again to resume"
+                    ) from exc
+                if not stop_event.is_set():
+                    submit_next()
+                yield rows
 
 
 def engine_for(workers: int, chunk_size: int = 4) -> Engine:

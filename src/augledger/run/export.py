@@ -88,7 +88,8 @@ def _class_ids(entries: Sequence[ExportEntry], label_field: str | None, base: in
     values = [json.loads(v) for v in labels]
     if values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
         return {json.dumps(v): int(v) for v in values}
-    return {v: base + i for i, v in enumerate(sorted(labels, key=lambda t: str(json.loads(t))))}
+    # Sorted as text, ties (1 and "1") broken by their JSON: the same order in every process.
+    return {v: base + i for i, v in enumerate(sorted(labels, key=lambda t: (str(json.loads(t)), t)))}
 
 
 def _boxes(entry: ExportEntry, box_format: str, label_field: str | None) -> list[tuple[tuple[float, float, float, float], Any]]:

@@ -8,6 +8,7 @@ Layout::
       ledger.parquet       one row per output, sorted by (key, epoch)
       augmented/<key>.c<copy>.<fmt>   (--format folder; masks as <key>.c<copy>.mask.png)
       original/<key>                  (--include-original: the source bytes, unchanged)
+      original-masks/<key>.png        (--include-original, with masks)
       shards/shard-000000.tar         (--format webdataset)
       .augledger/          run state: identity.json, journal.jsonl, lock, staging/ (webdataset)
 
@@ -24,6 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from augledger.env import EnvStamp
 from augledger.errors import FingerprintConflict, OutputBusy
 from augledger.io.store import TEMP_MARK, LocalStore
 
@@ -38,6 +40,7 @@ __all__ = [
     "data_files",
     "locked",
     "mask_name",
+    "mask_of",
     "output_name",
     "wds_key",
 ]
@@ -46,7 +49,7 @@ STATE_DIR = ".augledger"
 MANIFEST = "manifest.json"
 RUN_INFO = "run.json"
 #: Folders of an output folder that hold data files (each listed in the ledger).
-DATA_DIRS = ("augmented", "original", "shards")
+DATA_DIRS = ("augmented", "original", "original-masks", "shards")
 ORIGINAL_EPOCH = -1  # ledger rows for --include-original copies carry this epoch
 _IDENTITY = "identity.json"
 
@@ -59,10 +62,19 @@ def output_name(key: str, epoch: int, image_format: str) -> str:
 
 
 def mask_name(key: str, epoch: int) -> str:
-    """Relative path of an output's mask (the original's mask is copied beside the original)."""
+    """Relative path of an output's mask. An original's mask has a folder of its own: beside the
+    original, ``<key>.mask.png`` could be the original of another source file."""
     if epoch == ORIGINAL_EPOCH:
-        return f"original/{key}.mask.png"
+        return f"original-masks/{key}.png"
     return f"augmented/{key}.c{epoch}.mask.png"
+
+
+def mask_of(targets: str | None) -> str | None:
+    """The stored mask's path in a ledger row's ``targets`` JSON, if any."""
+    if not targets or '"mask"' not in targets:
+        return None
+    mask = json.loads(targets).get("mask")
+    return mask if isinstance(mask, str) else None
 
 
 def wds_key(key: str, epoch: int) -> str:
@@ -83,14 +95,19 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> None:
             are not an augledger output folder.
     """
     state = out / STATE_DIR / _IDENTITY
+    if out.exists() and not out.is_dir():
+        raise FingerprintConflict(f"--out {str(out)!r} is a file; choose a folder (new, empty, or one to resume)")
     if state.is_file():
         held = json.loads(state.read_text())
         if held != identity:
             diffs = [
                 f"{k}: folder has {held.get(k)!r}, this run {identity[k]!r}"
                 for k in identity
-                if k != "options" and held.get(k) != identity[k]
+                if k not in ("options", "env") and held.get(k) != identity[k]
             ]
+            if held.get("env") != identity.get("env"):
+                changed = EnvStamp.from_dict(held["env"]).describe_differences(EnvStamp.from_dict(identity["env"])) if held.get("env") else "unknown"
+                diffs.append(f"environment: {changed} (outputs would mix library versions)")
             held_options, options_now = held.get("options") or {}, identity["options"]
             diffs += [
                 f"{name}: folder has {held_options.get(name)!r}, this run {options_now.get(name)!r}"

@@ -12,6 +12,7 @@ times, command line, workers, host, and the absolute paths of the source and ann
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import sys
@@ -75,7 +76,7 @@ class Summary:
 
 def run_info(
     *, started: str, finished: str, seconds: float, command: list[str], workers: int, out: Path,
-    source: Path, annotations: Path | None, masks: Path | None, reused: int, made: int, removed: int,
+    source: Path, annotations: Path | None, key_column: str, masks: Path | None, reused: int, made: int, removed: int,
 ) -> dict[str, Any]:
     """The facts of one run, for ``run.json``."""
     return {
@@ -87,10 +88,12 @@ def run_info(
         "workers": workers,
         "host": socket.gethostname(),
         "python": sys.executable,
-        "platform": platform.platform(),
+        # platform.platform() would run `uname -p` in a subprocess (a fork of a process of several hundred MB).
+        "platform": f"{sys.platform}-{platform.machine()}-{os.uname().release}",
         "out": str(out),
         "source": str(source),
         "annotations": str(annotations) if annotations is not None else None,
+        "key_column": key_column,
         "masks": str(masks) if masks is not None else None,
         "reused": reused,
         "made": made,

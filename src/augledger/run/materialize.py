@@ -34,17 +34,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from augledger._canonical import sha256_hex
 from augledger._version import __version__
 from augledger.env import EnvStamp
-from augledger.errors import Interrupted, SourceError, SpecError
+from augledger.errors import Interrupted, SourceError, SpecError, UnsafePath
 from augledger.io.codecs import Annotation, get_codec
-from augledger.io.store import LocalStore
+from augledger.io.store import LocalStore, check_relative
 from augledger.ledger.parquet import LedgerWriter
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunObserver, RunStart
 from augledger.pipeline import Pipeline
 from augledger.run.engines import Engine, engine_for
-from augledger.run.export import ONE_FILE_EXPORTS, ExportEntry, box_args, export_digest, export_files, image_size
+from augledger.run.export import (
+    ONE_FILE_EXPORTS,
+    ExportEntry,
+    box_args,
+    export_digest,
+    export_files,
+    image_size,
+    per_image_path,
+)
 from augledger.run.folder import (
     MANIFEST,
     ORIGINAL_EPOCH,
@@ -54,6 +63,8 @@ from augledger.run.folder import (
     clean_temporaries,
     data_files,
     locked,
+    mask_of,
+    output_name,
 )
 from augledger.run.journal import Journal
 from augledger.run.manifest import MANIFEST_FORMAT, Summary, run_info
@@ -141,6 +152,11 @@ def materialize(
             f"--out {str(out)!r} is inside --source {str(src_root)!r}: a later run would read the outputs "
             "as inputs. Choose an --out outside the source folder."
         )
+    if out in src_root.parents:
+        raise SourceError(
+            f"--source {str(src_root)!r} is inside --out {str(out)!r}: the run would treat the source as its own "
+            "outputs (and remove what the ledger does not list). Choose an --out outside the source folder."
+        )
     masks_root = Path(masks).resolve() if masks is not None else None
     if masks_root is not None and not masks_root.is_dir():
         raise SourceError(f"--masks {str(masks_root)!r} is not a folder")
@@ -159,8 +175,12 @@ def materialize(
             log.warning("%d of %d source images have no row in the annotations file; they are augmented "
                         "without targets", unannotated, len(keys))
     ann_digest = _file_digest(ann_path)
+    env = EnvStamp.current(pipeline.modality)
+    _check_export_names(options, keys)
+    # The environment too: outputs made under other library versions may differ, and one folder
+    # never mixes them (a resume after an upgrade is refused, naming the libraries).
     identity = {"fingerprint": pipeline.fingerprint, "seed": pipeline.seed, "options": options.identity(),
-                "annotations": ann_digest}
+                "annotations": ann_digest, "env": env.to_dict()}
     claim_folder(out, identity)
     with locked(out), StopSignals() as stop:
         claim_folder(out, identity)  # again, under the lock: a run that claimed it at the same time
@@ -176,7 +196,8 @@ def materialize(
         journal = Journal(state / "journal.jsonl")
         try:
             plan = plan_run(keys, copies=options.copies, include_original=options.include_original, journal=journal,
-                            source=src.store, outputs=outputs, stop=stop)
+                            source=src.store, outputs=outputs, masks=LocalStore(masks_root or src_root),
+                            annotations=ann, stop=stop)
             reused = len(plan.done)
             missing = sorted(set(ann) - set(keys))
             total = plan.expected + len(missing) * len(plan.wanted_epochs)
@@ -202,7 +223,7 @@ def materialize(
 
             # Annotation keys that name no image file: nothing can be made from them, and nothing is dropped silently.
             extra_rows = [
-                LedgerRow.quarantined(key, e, None if e == ORIGINAL_EPOCH else f"{pipeline.sample_seed(key=key, epoch=e):032x}",
+                LedgerRow.quarantined(key, e, None if e == ORIGINAL_EPOCH else pipeline.sample_seed_hex(key=key, epoch=e),
                                       "missing-image", "listed in the annotations but no such file")
                 for key in missing for e in plan.wanted_epochs
             ]
@@ -217,7 +238,7 @@ def materialize(
                 "fingerprint": pipeline.fingerprint,
                 "seed": pipeline.seed,
                 "resolved_spec": pipeline.resolved_spec,
-                "env": EnvStamp.current(pipeline.modality).to_dict(),
+                "env": env.to_dict(),
                 "options": options.identity(),
             }
             summary = Summary()
@@ -277,7 +298,7 @@ def materialize(
         facts = run_info(
             started=started.isoformat(timespec="seconds"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             seconds=seconds, command=list(command) if command is not None else sys.argv, workers=options.workers,
-            out=out, source=src_root, annotations=ann_path, masks=masks_root, reused=reused,
+            out=out, source=src_root, annotations=ann_path, key_column=key_column, masks=masks_root, reused=reused,
             made=counts["outputs"] - reused, removed=removed,
         )
         folder = LocalStore(out)
@@ -309,28 +330,45 @@ def _write_export(out: Path, fmt: str | None, entries: list[ExportEntry], target
 
 def _paths_of(row: LedgerRow) -> list[str]:
     """The files an ok row stands for: its output and, if any, its mask."""
-    paths = [row.output_path] if row.output_path else []
-    if row.targets and '"mask"' in row.targets:
-        mask = json.loads(row.targets).get("mask")
-        if isinstance(mask, str):
-            paths.append(mask)
-    return paths
+    mask = mask_of(row.targets)
+    return [p for p in (row.output_path, mask) if p]
+
+
+def _check_export_names(options: RunOptions, keys: Sequence[str]) -> None:
+    """Per-image export files of two originals must not collide (``a.jpg`` and ``a.png`` share ``a.txt``)."""
+    fmt = options.export_annotations
+    if not fmt or not options.include_original:
+        return
+    seen: dict[str, str] = {}
+    for key in keys:
+        path = per_image_path(fmt, output_name(key, ORIGINAL_EPOCH, options.image_format))
+        if path is None:
+            return
+        if path in seen:
+            raise SourceError(
+                f"{seen[path]!r} and {key!r} would share the {fmt} annotation file {path!r} of their originals; "
+                "rename one of them, or export coco or csv"
+            )
+        seen[path] = key
 
 
 def _file_digest(path: Path | None) -> str | None:
-    if path is None:
-        return None
-    from augledger._canonical import sha256_hex
-
-    return sha256_hex(path.read_bytes())
+    return None if path is None else sha256_hex(path.read_bytes())
 
 
 def _mask_exclusions(ann: Mapping[str, Annotation], src_root: Path, masks_root: Path | None) -> dict[str, Any]:
     """Keys under the source that are masks, not samples: those the annotations name, or all of ``--masks``."""
-    if masks_root is None:
-        return {"exclude": {a.mask for a in ann.values() if a.mask}}
-    if masks_root == src_root or src_root in masks_root.parents:
-        return {"exclude_dirs": [masks_root.relative_to(src_root).as_posix()] if masks_root != src_root else []}
+    if masks_root is None or masks_root == src_root:
+        named = set()
+        for a in ann.values():
+            if a.mask:
+                try:
+                    named.add(check_relative(a.mask))  # ./masks/a.png is the listed masks/a.png
+                except UnsafePath:
+                    pass  # refused when the sample is read
+        return {"exclude": named}
+    if src_root in masks_root.parents:
+        return {"exclude_dirs": [masks_root.relative_to(src_root).as_posix()]}
     return {}
 
 

@@ -64,16 +64,15 @@ class RunOptions:
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be an int in [1, 100]; got {self.jpeg_quality!r}")
 
-    @property
-    def in_process(self) -> bool:
-        return self.workers <= 1
-
     def identity(self) -> dict[str, Any]:
         """The options that change the outputs (not how fast they are made, nor which derived views
         of the ledger are written beside them: an export can be added or changed by a rerun)."""
         d = asdict(self)
         for k in ("workers", "chunk_size", "export_annotations"):
             d.pop(k)
+        if self.format != "webdataset":
+            d.pop("shard_max_count")  # no shards: the shard size changes nothing
+            d.pop("shard_max_bytes")
         if self.image_format != "jpg":
             d.pop("jpeg_quality")  # it changes nothing then; leaving it out keeps PNG folders' identity as before
         return d

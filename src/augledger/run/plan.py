@@ -15,7 +15,7 @@ from augledger.errors import UnsafePath
 from augledger.io.codecs import Annotation
 from augledger.io.store import Store
 from augledger.ledger.row import LedgerRow
-from augledger.run.folder import ORIGINAL_EPOCH
+from augledger.run.folder import ORIGINAL_EPOCH, mask_of
 from augledger.run.journal import Journal
 from augledger.run.stopping import StopSignals
 from augledger.run.work import Task
@@ -52,15 +52,17 @@ class Plan:
 
 def plan_run(
     keys: Sequence[str], *, copies: int, include_original: bool, journal: Journal, source: Store, outputs: Store,
-    stop: StopSignals | None = None,
+    masks: Store | None = None, annotations: Mapping[str, Annotation] | None = None, stop: StopSignals | None = None,
 ) -> Plan:
-    """Open the journal and keep the rows of outputs that are still complete and verified."""
+    """Open the journal and keep the rows of outputs that are still complete and verified: source and
+    output match their digests, and so does the source mask the row was made with."""
     plan = Plan(list(keys), tuple(range(copies)), include_original)
     key_set, epoch_set = set(keys), set(plan.wanted_epochs)
     digests: dict[str, str | None] = {}
+    mask_digests: dict[str, str | None] = {}
     for pair, offset in journal.open().items():
         if stop is not None:
-            stop.check("nothing was changed")
+            stop.check("stopped while checking what a previous run left")
         if pair[0] not in key_set or pair[1] not in epoch_set:
             continue  # a source file removed since, or another copy count: not part of this dataset
         row = journal.row(offset)
@@ -74,6 +76,8 @@ def plan_run(
         if row.source_digest is None and digests[pair[0]] is not None:
             continue  # it could not be read then, it can now
         if row.ok and not (_output_intact(outputs, row.output_path, row.output_digest) and _mask_present(outputs, row)):
+            continue
+        if row.ok and not _mask_source_unchanged(row, (annotations or {}).get(pair[0]), masks or source, mask_digests):
             continue
         plan.done[pair] = offset
     return plan
@@ -89,7 +93,19 @@ def _output_intact(store: Store, path: str | None, digest: str | None) -> bool:
 
 
 def _mask_present(store: Store, row: LedgerRow) -> bool:
-    if not row.targets or '"mask"' not in row.targets:
-        return True
-    mask = json.loads(row.targets).get("mask")
-    return not isinstance(mask, str) or store.exists(mask)
+    mask = mask_of(row.targets)
+    return mask is None or store.exists(mask)
+
+
+def _mask_source_unchanged(row: LedgerRow, annotation: Annotation | None, masks: Store, cache: dict[str, str | None]) -> bool:
+    """The mask file the row was made from is still the one the annotations name, byte for byte."""
+    recorded = json.loads(row.targets).get("mask_source_digest") if row.targets and "mask_source_digest" in row.targets else None
+    path = annotation.mask if annotation is not None else None
+    if recorded is None or path is None:
+        return recorded is None and path is None
+    if path not in cache:
+        try:
+            cache[path] = sha256_hex(masks.read(path))
+        except (OSError, UnsafePath):
+            cache[path] = None
+    return bool(cache[path] == recorded)

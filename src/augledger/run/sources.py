@@ -25,21 +25,23 @@ In CSV files the list columns hold JSON text, e.g. ``"[[10, 20, 50, 60]]"``.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
-from augledger._canonical import canonical_json, sha256_hex
+from augledger._canonical import canonical_json
 from augledger.errors import SourceError, UnsafePath
 from augledger.io.codecs import Annotation
 from augledger.io.store import LocalStore
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FolderSource", "SourcesDigest", "digest_of_sources", "load_annotations"]
+__all__ = ["FolderSource", "SourcesDigest", "load_annotations"]
 
 _LIST_COLUMNS = ("bboxes", "keypoints")
 
@@ -85,6 +87,10 @@ class FolderSource:
         return keys
 
 
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
 def _parse_cell(column: str, value: Any, where: str) -> Any:
     if not isinstance(value, str):
         return value
@@ -92,9 +98,39 @@ def _parse_cell(column: str, value: Any, where: str) -> Any:
     if text == "":
         return None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
         raise SourceError(f"{where}: column {column!r} must hold JSON (e.g. [[10, 20, 50, 60]]); got {value!r}") from None
+
+
+def _problem(ann: Annotation, label_fields: tuple[str, ...]) -> str | None:
+    """What makes a row unusable for its sample (its image is quarantined as ``annotation``), or ``None``."""
+    for name in ("bboxes", "keypoints"):
+        value = getattr(ann, name)
+        if value is not None and not (
+            isinstance(value, list) and all(isinstance(item, list) and all(_finite(v) for v in item) for item in value)
+        ):
+            return f"{name} must be a list of lists of finite numbers, e.g. [[10, 20, 50, 60]]; got {value!r}"
+    for name in label_fields:
+        if not isinstance(ann.extra.get(name), list):
+            return f"{name} must be a list with one label per box or point; got {ann.extra.get(name)!r}"
+    if not _json_safe(ann.label) or not _json_safe(ann.carry) or not _json_safe(ann.extra):
+        return "a value is NaN or infinite, which JSON (and the ledger) cannot hold"
+    return None
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _json_safe(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_json_safe(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_json_safe(v) for v in value)
+    return True
 
 
 def load_annotations(
@@ -124,6 +160,8 @@ def load_annotations(
                         rows.append((f"{path.name}:{i}", json.loads(line)))
                     except json.JSONDecodeError as exc:
                         raise SourceError(f"{path.name}:{i}: not valid JSON: {exc}") from None
+                    # NaN and Infinity pass json.loads; each row is checked below, and such a row
+                    # quarantines its sample instead of stopping the run.
         else:
             raise SourceError(
                 f"annotations file {str(path)!r} must be .csv or .jsonl; got {path.suffix or 'no extension'!r}"
@@ -147,7 +185,7 @@ def load_annotations(
         mask = row.get("mask") or None
         if mask is not None and not isinstance(mask, str):
             raise SourceError(f"{where}: column 'mask' must be a path; got {mask!r}")
-        out[key] = Annotation(
+        ann = Annotation(
             label=None if label == "" else label,
             bboxes=_parse_cell("bboxes", row.get("bboxes"), where),
             keypoints=_parse_cell("keypoints", row.get("keypoints"), where),
@@ -155,16 +193,14 @@ def load_annotations(
             extra={f: _parse_cell(f, row.get(f), where) or [] for f in label_fields},
             carry={k: v for k, v in row.items() if k not in used and v not in (None, "")},
         )
+        problem = _problem(ann, label_fields)
+        out[key] = dataclasses.replace(ann, problem=f"{where}: {problem}") if problem else ann
     return out
 
 
-def digest_of_sources(pairs: list[tuple[str, str]]) -> str:
-    """One digest for a whole source dataset: SHA-256 of the sorted ``(key, file digest)`` list."""
-    return sha256_hex(canonical_json(sorted(pairs)))
-
-
 class SourcesDigest:
-    """:func:`digest_of_sources` of pairs fed one by one in sorted order, without holding them."""
+    """One digest for a whole source dataset: SHA-256 of the canonical JSON of the sorted
+    ``[[key, file digest], ...]`` list, computed from pairs fed one by one in sorted order."""
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256(b"[")

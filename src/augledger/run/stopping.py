@@ -11,6 +11,7 @@ ignore both signals (a terminal's Ctrl-C reaches the whole process group): the m
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from types import FrameType, TracebackType
@@ -48,7 +49,8 @@ class StopSignals:
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         if self.signum is not None:  # the second signal: stop waiting for the samples in hand
             self._restore()
-            raise KeyboardInterrupt
+            os.kill(os.getpid(), signum)  # now to the previous handler (or the default action)
+            return
         self.signum = signum
         self._event.set()
         log.warning("%s received: finishing the samples in hand, then stopping", signal.Signals(signum).name)

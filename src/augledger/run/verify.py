@@ -26,7 +26,7 @@ from augledger.ledger.online import in_ledger_sample
 from augledger.ledger.parquet import Ledger, read_ledger
 from augledger.pipeline import Pipeline, compile_spec
 from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
-from augledger.run.folder import ORIGINAL_EPOCH, data_files
+from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
 from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.options import RunOptions
 from augledger.run.sources import load_annotations
@@ -96,7 +96,10 @@ class OutputFolder:
             )
         ann_path = annotations if annotations is not None else self.run.get("annotations")
         fields = label_fields(self.pipeline.resolved_targets)
-        self.annotations: dict[str, Annotation] = load_annotations(Path(ann_path), label_fields=fields) if ann_path else {}
+        key_column = str(self.run.get("key_column") or "key")
+        self.annotations: dict[str, Annotation] = (
+            load_annotations(Path(ann_path), label_fields=fields, key_column=key_column) if ann_path else {}
+        )
         masks_root = masks if masks is not None else self.run.get("masks")
         self.job = SampleJob(self.pipeline, str(self.source_root), self.options,
                              str(masks_root) if masks_root is not None else None)
@@ -120,15 +123,21 @@ class OutputFolder:
         return f.read() if f is not None else None
 
     def _shard(self, name: str) -> tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None:
-        """The shard ``name``, opened once; rows come in key order, so only the latest stays open."""
+        """The shard ``name``, opened once; rows come in key order, so only the latest stays open.
+
+        A missing or unreadable (damaged) shard gives ``None``: its outputs are reported missing.
+        """
         if self._open is not None and self._open[0] == name:
             return self._open
         self.close()
         path = self.out / name
         if not path.is_file():
             return None
-        tar = tarfile.open(path)
-        self._open = (name, tar, {info.name: info for info in tar.getmembers()})
+        try:
+            tar = tarfile.open(path)
+            self._open = (name, tar, {info.name: info for info in tar.getmembers()})
+        except (tarfile.TarError, OSError):
+            return None
         return self._open
 
     def close(self) -> None:
@@ -275,12 +284,19 @@ def _check_folder(ds: OutputFolder, report: VerifyReport) -> None:
             per_image = per_image_path(export.get("format", ""), row["output_path"])
             if per_image:
                 listed.add(per_image)
-            if isinstance(targets, dict) and isinstance(targets.get("mask"), str):
-                listed.add(targets["mask"])
+            mask = mask_of(row["targets"])
+            if mask:
+                listed.add(mask)
         if export:
             stored = ds.stored_output(row["output_path"])
-            if stored is not None:
-                entries.append(ExportEntry(row["key"], row["epoch"], row["output_path"], *image_size(stored), targets or {}))
+            try:
+                size = image_size(stored) if stored is not None else None
+            except Exception:  # a damaged output: reported by the row checks; the export cannot be re-made
+                size = None
+            if size is None:
+                report.problems.append(Problem(row["key"], row["epoch"], "the export cannot be checked: the output cannot be read"))
+                continue
+            entries.append(ExportEntry(row["key"], row["epoch"], row["output_path"], *size, targets or {}))
     if export:
         _check_export(ds, export, entries, report)
     unlisted = sorted(data_files(ds.out) - listed)

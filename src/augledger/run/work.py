@@ -110,6 +110,15 @@ class SampleJob:
         sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, self.masks.read)
         return sample, decoded.note
 
+    def mask_digest(self, annotation: Annotation | None) -> str | None:
+        """SHA-256 of the annotation's mask file, if it has one that can be read (resume checks it)."""
+        if annotation is None or not annotation.mask or not self.pipeline.resolved_targets.get("mask"):
+            return None
+        try:
+            return sha256_hex(self.masks.read(annotation.mask))
+        except (OSError, UnsafePath):
+            return None
+
     def derive(self, sample: Mapping[str, Any], key: str, epoch: int) -> tuple[Encoded, Augmented]:
         """Augment and encode one output.
 
@@ -120,8 +129,12 @@ class SampleJob:
         result = self.pipeline.apply(sample, key=key, epoch=epoch)
         return self.codec.encode(result.sample, self.options.image_format), result
 
-    def targets_json(self, sample: Mapping[str, Any], annotation: Annotation | None, mask_path: str | None) -> str | None:
-        """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, mask path."""
+    def targets_json(
+        self, sample: Mapping[str, Any], annotation: Annotation | None, mask_path: str | None,
+        mask_digest: str | None = None,
+    ) -> str | None:
+        """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, the stored
+        mask's path, and the source mask's digest (``mask_source_digest``, which a resume checks)."""
         data: dict[str, Any] = {}
         if annotation is not None:
             data.update(annotation.carry)
@@ -133,6 +146,8 @@ class SampleJob:
                 data[name] = plain_json(value)
         if mask_path is not None:
             data["mask"] = mask_path
+            if mask_digest is not None:
+                data["mask_source_digest"] = mask_digest
         return canonical_json(data).decode() if data else None
 
     # -- one source file ---------------------------------------------------------------------------
@@ -144,36 +159,49 @@ class SampleJob:
 
         def seed_hex(epoch: int) -> str | None:
             # Only quarantine rows need it here; an ok row takes the seed from its record.
-            return None if epoch == ORIGINAL_EPOCH else f"{pipe.sample_seed(key=key, epoch=epoch):032x}"
+            return None if epoch == ORIGINAL_EPOCH else pipe.sample_seed_hex(key=key, epoch=epoch)
+
+        def quarantine(epoch: int, reason: str, message: str, source_digest: str | None, payload: Any = None) -> Output:
+            return Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message, source_digest=source_digest),
+                          payload=payload)
 
         def quarantine_all(reason: str, message: str, source_digest: str | None) -> list[Output]:
             log.warning("quarantined %s: %s: %s", key, reason, message)
-            return [Output(LedgerRow.quarantined(key, e, seed_hex(e), reason, message, source_digest=source_digest))
-                    for e in wanted]
+            return [quarantine(e, reason, message, source_digest) for e in wanted]
 
+        too_long = _name_too_long(output_name(key, 0 if task.epochs else ORIGINAL_EPOCH, fmt))
+        if too_long:
+            return quarantine_all("name-too-long", too_long, None)
         try:
             data = self.read_source(key)
         except UnsafePath as exc:
             return quarantine_all("unsafe-path", str(exc), None)
-        except OSError as exc:
-            return quarantine_all("unreadable", str(exc), None)
+        except OSError as exc:  # the reason only: an absolute path would tie the ledger to this machine
+            return quarantine_all("unreadable", exc.strerror or type(exc).__name__, None)
         src = sha256_hex(data)
         try:
             sample, note = self.prepare(data, task.annotation)
         except Quarantined as q:
             return quarantine_all(q.reason, str(q), src)
         payload = sample["image"]
+        mask_digest = self.mask_digest(task.annotation) if "mask" in sample else None
         outputs: list[Output] = []
         if task.original:
             rel = output_name(key, ORIGINAL_EPOCH, fmt)
             files = [(rel, data)]
             mask_rel = None
-            if "mask" in sample:
-                mask_rel = mask_name(key, ORIGINAL_EPOCH)
-                files.append((mask_rel, self.codec.encode({"image": sample["mask"]}, "png").data))
-            row = LedgerRow(key, ORIGINAL_EPOCH, None, ops="[]", targets=self.targets_json(sample, task.annotation, mask_rel),
-                            source_digest=src, output_path=rel, output_digest=src)  # the same bytes: no second hash
-            outputs.append(Output(row, None, files, payload))
+            try:
+                side = self.codec.encode_side(sample)  # the original's mask, stored like a copy's
+                if "mask.png" in side:
+                    mask_rel = mask_name(key, ORIGINAL_EPOCH)
+                    files.append((mask_rel, side["mask.png"]))
+            except Quarantined as q:
+                outputs.append(quarantine(ORIGINAL_EPOCH, q.reason, str(q), src, payload))
+            else:
+                row = LedgerRow(key, ORIGINAL_EPOCH, None, ops="[]",
+                                targets=self.targets_json(sample, task.annotation, mask_rel, mask_digest),
+                                source_digest=src, output_path=rel, output_digest=src)  # the same bytes: no second hash
+                outputs.append(Output(row, None, files, payload))
         for epoch in task.epochs:
             try:
                 encoded, result = self.derive(sample, key, epoch)
@@ -182,15 +210,13 @@ class SampleJob:
                 message = str(cause or exc) if isinstance(cause, (ValueError, TypeError)) else str(exc)
                 # Boxes/points the backend rejects are the annotation's fault; anything else (e.g. a crop
                 # larger than this image) is the op's failure on this sample.
-                annotated = any(len(sample.get(k) or ()) for k in ("bboxes", "keypoints")) or "mask" in sample
+                annotated = any(_has_items(sample.get(k)) for k in ("bboxes", "keypoints")) or "mask" in sample
                 reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
                 log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
-                outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message,
-                                                            source_digest=src), payload=payload))
+                outputs.append(quarantine(epoch, reason, message, src, payload))
                 continue
             except Quarantined as q:
-                outputs.append(Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), q.reason, str(q),
-                                                            source_digest=src), payload=payload))
+                outputs.append(quarantine(epoch, q.reason, str(q), src, payload))
                 continue
             rel = output_name(key, epoch, fmt)
             files = [(rel, encoded.data)]
@@ -199,10 +225,31 @@ class SampleJob:
                 mask_rel = mask_name(key, epoch)
                 files.append((mask_rel, encoded.side["mask.png"]))
             row = LedgerRow(key, epoch, result.record.seed, note=note,
-                            targets=self.targets_json(result.sample, task.annotation, mask_rel),
+                            targets=self.targets_json(result.sample, task.annotation, mask_rel, mask_digest),
                             source_digest=src, output_path=rel)
             outputs.append(Output(row, result.record, files, payload))
         return outputs
+
+
+#: The longest file name this writes, with room for the temporary name's ``.<name>.tmp-<pid>``.
+_MAX_NAME_BYTES = 255 - len(".") - len(".tmp-") - 7
+
+
+def _name_too_long(path: str) -> str | None:
+    """Why an output path has a component the file system cannot hold, or ``None`` (checked before any work)."""
+    for part in path.split("/"):
+        size = len(part.encode("utf-8")) + len(".mask.png")
+        if size > _MAX_NAME_BYTES:
+            return (f"the output file name {part[:40]!r}... would be {size} bytes, over the file system's limit "
+                    f"({_MAX_NAME_BYTES} here); shorten the source file's name")
+    return None
+
+
+def _has_items(value: Any) -> bool:
+    try:
+        return len(value) > 0
+    except TypeError:
+        return value is not None
 
 
 def finish_rows(outputs: Sequence[Output]) -> list[LedgerRow]:
