@@ -124,7 +124,7 @@ def test_another_export_on_rerun_replaces_the_first(tmp_path: Path, detection: t
     refused = subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(tmp_path / "w"),
                               "--format", "webdataset", "--export-annotations", "yolo"], capture_output=True, text=True,
                              env={**os.environ, "COLUMNS": "300"})
-    assert refused.returncode == 2 and "use coco or csv with --format webdataset" in refused.stderr
+    assert refused.returncode == 2 and "with the webdataset format, use coco or csv" in refused.stderr
 
 
 def test_class_ids_do_not_depend_on_hash_order_and_original_name_clashes_are_refused(tmp_path: Path) -> None:

@@ -128,22 +128,16 @@ def run(
     from augledger.run.materialize import materialize
     from augledger.run.options import RunOptions
 
-    if fmt not in ("folder", "webdataset"):
-        raise typer.BadParameter(f"must be 'folder' or 'webdataset'; got {fmt!r}", param_hint="--format")
-    if image_format not in ("png", "jpg", "webp"):
-        raise typer.BadParameter(f"must be 'png', 'jpg' or 'webp'; got {image_format!r}", param_hint="--image-format")
-    if export_annotations is not None and export_annotations not in ("coco", "yolo", "voc", "csv"):
-        raise typer.BadParameter(f"must be coco, yolo, voc or csv; got {export_annotations!r}", param_hint="--export-annotations")
-    if export_annotations in ("yolo", "voc") and fmt == "webdataset":
-        raise typer.BadParameter(f"{export_annotations} writes a file beside each image, which tar shards do not have; "
-                                 "use coco or csv with --format webdataset", param_hint="--export-annotations")
     n_workers = parse_workers(workers)
+    try:
+        options = RunOptions(
+            copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
+            image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,  # type: ignore[arg-type]
+            shard_max_count=shard_size, export_annotations=export_annotations,
+        )
+    except ValueError as exc:  # RunOptions names the option and the allowed values
+        raise typer.BadParameter(str(exc)) from None
     pipe = compile_spec_file(spec)
-    options = RunOptions(
-        copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
-        image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,  # type: ignore[arg-type]
-        shard_max_count=shard_size, export_annotations=export_annotations,
-    )
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     try:
         result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,

@@ -60,7 +60,7 @@ class RunOptions:
                 raise ValueError(f"export_annotations must be one of {', '.join(EXPORT_FORMATS)}; got {self.export_annotations!r}")
             if self.format == "webdataset" and per_image_path(self.export_annotations, "x.png") is not None:
                 raise ValueError(f"export_annotations={self.export_annotations!r} writes a file beside each image, which "
-                                 "tar shards do not have; with format='webdataset' use coco or csv")
+                                 "tar shards do not have; with the webdataset format, use coco or csv")
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be an int in [1, 100]; got {self.jpeg_quality!r}")
 
