@@ -196,3 +196,26 @@ def test_all_lists_what_the_module_defines(package: str) -> None:
     module = importlib.import_module(package)
     for name in module.__all__:
         assert hasattr(module, name), f"{package}.__all__ names {name}, which it does not define"
+
+
+def test_the_command_line_needs_only_core_dependencies() -> None:
+    """``pip install 'augledger[image]'`` must give a working ``augledger`` command."""
+    import tomllib
+
+    project = tomllib.loads((SRC.parents[1] / "pyproject.toml").read_text())["project"]
+    core = {d.split(">")[0].split("=")[0].split("<")[0].strip().lower() for d in project["dependencies"]}
+    assert {"typer", "rich"} <= core
+    assert project["scripts"]["augledger"] == "augledger.cli:main"
+    cli_imports = {t.split(".")[0] for m in MODULES if m.startswith("augledger.cli") for t in _third_party(m)}
+    assert cli_imports <= core | {"augledger"}, cli_imports - core
+
+
+def _third_party(module: str) -> set[str]:
+    tree = ast.parse(MODULES[module].read_text(encoding="utf-8"))
+    names: set[str] = set()
+    for node in tree.body:  # module-level imports: what loading the command imports
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return {n for n in names if n.split(".")[0] not in sys.stdlib_module_names and n != "__future__"}

@@ -59,7 +59,7 @@ def test_ledger_is_plain_parquet_with_header(pipe: augledger.Pipeline, source: P
     import pandas as pd
     import pyarrow.parquet as pq
 
-    materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=1))
+    materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=1, input_digests=True))
     frame = pd.read_parquet(tmp_path / "o" / "ledger.parquet")
     assert len(frame) == 24 and set(frame["status"]) == {"ok"}
     row = frame.iloc[0]

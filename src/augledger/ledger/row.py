@@ -9,9 +9,10 @@ Digest columns, defined once:
 * ``source_digest``: SHA-256 of the source **file's bytes** (``sha256:<hex>``). Offline rows and the
   online WebDataset adapter have it; online rows built from arrays have no file, so it is null.
 * ``input_digest``: :func:`~augledger.record.sample_digest` of the **decoded payload** (the
-  ``image`` array) that entered the pipeline. Offline rows always have it, online rows when the
-  online ledger keeps digests; it is what joins an offline dataset with online training (or an
-  evaluation set) by content, whatever file format each stored the image in.
+  ``image`` array) that entered the pipeline. Offline rows have it when the run asks for it
+  (``--input-digests``: it costs about 5% of a run's CPU), online rows when the online ledger keeps
+  digests; it is what joins an offline dataset with online training (or an evaluation set) by
+  content, whatever file format each stored the image in.
 * ``output_digest``: offline, SHA-256 of the stored output file; online, ``sample_digest`` of the
   augmented sample (nothing is stored).
 """

@@ -183,7 +183,8 @@ class SampleJob:
             sample, note = self.prepare(data, task.annotation)
         except Quarantined as q:
             return quarantine_all(q.reason, str(q), src)
-        payload = sample["image"]
+        # The decoded image, hashed into input_digest where files are written, when the run asks for it.
+        payload = sample["image"] if self.options.input_digests else None
         mask_digest = self.mask_digest(task.annotation) if "mask" in sample else None
         outputs: list[Output] = []
         if task.original:
