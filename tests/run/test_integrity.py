@@ -24,11 +24,6 @@ from augledger.run.verify import verify
 from helpers import SCRIPT, SPEC, make_source, tree_digests
 
 
-@pytest.fixture(scope="module")
-def pipe() -> augledger.Pipeline:
-    return augledger.compile(augledger.parse_spec(SPEC))
-
-
 def damaged_in_the_middle(photo: np.ndarray) -> bytes:
     """A JPEG with a few hundred bytes overwritten in the middle, its length kept (a bad sector, a bad copy),
     chosen so that OpenCV still decodes it: to a smeared image, with only "Corrupt JPEG data" on stderr."""

@@ -29,16 +29,6 @@ from augledger.run.verify import verify
 from helpers import SCRIPT, SPEC, make_source, tree_digests
 
 
-@pytest.fixture(scope="module")
-def pipe() -> augledger.Pipeline:
-    return augledger.compile(augledger.parse_spec(SPEC))
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_source(tmp_path_factory.mktemp("src"), 24)
-
-
 def test_worker_count_and_order_do_not_change_a_byte(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
     one = materialize(pipe, source, tmp_path / "w1", options=RunOptions(copies=2, workers=1, include_original=True))
     two = materialize(pipe, source, tmp_path / "w2", options=RunOptions(copies=2, workers=2, include_original=True, chunk_size=1))

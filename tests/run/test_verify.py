@@ -17,17 +17,7 @@ from augledger.ledger import read_ledger
 from augledger.run.materialize import materialize
 from augledger.run.options import RunOptions
 from augledger.run.verify import replay_output, verify
-from helpers import SCRIPT, SPEC, make_source
-
-
-@pytest.fixture(scope="module")
-def pipe() -> augledger.Pipeline:
-    return augledger.compile(augledger.parse_spec(SPEC))
-
-
-@pytest.fixture(scope="module")
-def source(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_source(tmp_path_factory.mktemp("src"), 24)
+from helpers import SCRIPT
 
 
 def test_verify_catches_tampering_missing_and_changed_sources(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
