@@ -580,3 +580,11 @@ def test_observers_see_start_every_row_and_the_manifest(pipe: augledger.Pipeline
     assert first.events[-1][1] == result.manifest
     materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=2), observers=[again])
     assert again.events[0][1].reused == 48 and [k for k, _ in again.events] == ["start", "finish"]
+
+
+def test_a_folder_of_an_earlier_version_is_refused_with_the_fix(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    out = tmp_path / "o"
+    (out / ".augledger").mkdir(parents=True)
+    (out / ".augledger" / "run.json").write_text('{"fingerprint": "sha256:old"}')
+    with pytest.raises(FingerprintConflict, match="made by an earlier augledger .*delete it to rebuild"):
+        materialize(pipe, source, out)

@@ -119,6 +119,11 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> None:
                 "Versions are never mixed in one folder: choose another --out, or delete the folder to rebuild."
             )
         return
+    if (out / STATE_DIR / "run.json").is_file():
+        raise FingerprintConflict(
+            f"{str(out)!r} was made by an earlier augledger (before manifest format 2); delete it to rebuild, "
+            "or choose another --out"
+        )
     if out.exists() and any(out.iterdir()):
         raise FingerprintConflict(
             f"{str(out)!r} is not empty and is not an augledger output folder; choose an empty or new --out"
