@@ -9,6 +9,26 @@ import sys
 from pathlib import Path
 from typing import Any
 
+#: The pipeline most pipeline, spec and CLI tests use.
+STANDARD_SPEC: dict[str, Any] = {
+    "schema": 1,
+    "name": "digits-train",
+    "seed": 1234,
+    "modality": "image",
+    "ops": [
+        {"op": "HorizontalFlip", "p": 0.5},
+        {"op": "Affine", "p": 0.7, "params": {"rotate": [-15, 15], "scale": [0.9, 1.1]}},
+        {
+            "op": "OneOf",
+            "p": 0.3,
+            "ops": [{"op": "GaussianBlur", "params": {"blur_limit": [3, 7]}}, {"op": "GaussNoise"}],
+        },
+        {"op": "RandomBrightnessContrast", "p": 0.5},
+        {"op": "CoarseDropout", "p": 0.3},
+    ],
+}
+
+#: The pipeline of the run tests.
 SPEC: dict[str, Any] = {
     "schema": 1,
     "name": "run-test",

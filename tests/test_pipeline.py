@@ -19,7 +19,7 @@ import pytest
 
 import augledger
 from augledger import EnvironmentMismatchWarning, EnvStamp, Record, ReplayMismatch, SampleError, sample_digest
-from conftest import STANDARD_SPEC
+from helpers import STANDARD_SPEC
 
 GOLDEN = Path(__file__).parent / "golden"
 KEYS = [f"img/{i:03d}.png" for i in range(12)]

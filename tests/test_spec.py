@@ -13,7 +13,7 @@ import yaml
 import augledger
 from augledger import ParamError, SpecError, UnknownOpError
 from augledger.spec import diff_resolved
-from conftest import STANDARD_SPEC
+from helpers import STANDARD_SPEC
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -19,6 +19,7 @@ Example::
 from __future__ import annotations
 
 import difflib
+import io
 import json
 import math
 import typing
@@ -265,8 +266,10 @@ def _load_text(text: str, *, source: str, as_json: bool) -> Any:
             return json.loads(text, object_pairs_hook=no_duplicates)
         except json.JSONDecodeError as exc:
             raise SpecError(f"{source or 'spec'} is not valid JSON: {exc}") from None
+    stream = io.StringIO(text)
+    stream.name = source or "<spec text>"  # PyYAML's error marks name the stream
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)
+        return yaml.load(stream, Loader=_StrictSafeLoader)
     except yaml.constructor.ConstructorError as exc:
         raise SpecError(
             f"{source or 'spec'}: unsupported YAML tag ({exc.problem}{_mark(exc.problem_mark)}). "

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import STANDARD_SPEC
+from helpers import STANDARD_SPEC
 
 SCRIPT = shutil.which("augledger", path=os.path.dirname(sys.executable)) or "augledger"
 

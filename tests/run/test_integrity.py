@@ -167,7 +167,7 @@ def test_originals_carry_their_targets_like_the_copies(tmp_path: Path) -> None:
     materialize(pipe, src, tmp_path / "o", annotations=ann, options=RunOptions(include_original=True))
     rows = {r["epoch"]: r for r in read_ledger(tmp_path / "o").rows()}
     original, copy = json.loads(rows[-1]["targets"]), json.loads(rows[0]["targets"])
-    assert set(original) == set(copy) == {"label", "bboxes", "labels", "keypoints", "mask", "mask_source_digest", "split"}
+    assert set(original) == set(copy) == {"label", "bboxes", "labels", "keypoints", "mask", "mask_digest", "mask_source_digest", "split"}
     assert original["bboxes"] == [[10, 5, 20, 15]] and original["labels"] == ["eye"] and original["keypoints"] == [[12, 7]]
     assert original["mask"] == "original-masks/a.png.png"
     assert original["mask_source_digest"] == copy["mask_source_digest"] == "sha256:" + hashlib.sha256(
@@ -351,3 +351,77 @@ def test_verify_reports_a_damaged_shard_instead_of_crashing(pipe: augledger.Pipe
     report = verify(out)
     assert not report.ok and f"shard shards/{shard.name} was modified since the run" in report.problems[0].message
     assert all("is missing" in p.message for p in report.problems[1:]) and len(report.problems) == 5
+
+
+def test_verify_checks_masks_stored_and_at_the_source(tmp_path: Path) -> None:
+    src, ann, mask = annotated_source(tmp_path)
+    pipe = augledger.compile(augledger.parse_spec(DET))
+    out = tmp_path / "o"
+    materialize(pipe, src, out, annotations=ann, options=RunOptions(include_original=True, copies=2))
+    assert verify(out).ok
+    rows = {r["epoch"]: r for r in read_ledger(out).rows()}
+    stored = out / json.loads(rows[1]["targets"])["mask"]
+    good = stored.read_bytes()
+    Image.fromarray(np.zeros_like(mask)).save(stored)
+    assert [(p.epoch, p.message) for p in verify(out).problems] == [(1, f"mask {stored.relative_to(out).as_posix()} was modified since the run")]
+    stored.write_bytes(good)
+    changed = mask.copy()
+    changed[0:4, 0:4] = 9
+    Image.fromarray(changed).save(src / "masks" / "a.png")
+    assert {p.message for p in verify(out).problems} == {"source mask changed since the run"}
+
+
+def test_verify_and_replay_notice_other_annotations(tmp_path: Path) -> None:
+    src, ann, _mask = annotated_source(tmp_path)
+    pipe = augledger.compile(augledger.parse_spec(DET))
+    out = tmp_path / "o"
+    materialize(pipe, src, out, annotations=ann)
+    other = tmp_path / "other.jsonl"
+    other.write_text(ann.read_text().replace('"eye"', '"nose"'))
+    messages = [p.message for p in verify(out, annotations=other).problems]
+    assert messages[0].startswith(f"the annotations file ({other}) is not the one the run used")
+    assert "re-derived targets (boxes, labels, mask) differ from the recorded ones" in messages[1]
+    from augledger import LedgerError
+    from augledger.run.verify import replay_output
+
+    with pytest.raises(LedgerError, match=r"other targets .* the annotations are not those the run used"):
+        replay_output(out, "a.png", 0, annotations=other)
+
+
+def test_integer_box_labels_stay_integers_in_the_ledger_and_the_exports(tmp_path: Path) -> None:
+    src = make_source(tmp_path / "src", 2)
+    ann = tmp_path / "ann.jsonl"
+    ann.write_text(json.dumps({"key": "class0/0000.jpg", "bboxes": [[2, 2, 20, 20]], "labels": [3]}) + "\n"
+                   + json.dumps({"key": "class1/0001.png", "bboxes": [[5, 5, 30, 30]], "labels": [1]}) + "\n")
+    spec = {**SPEC, "targets": {"bboxes": {"format": "pascal_voc", "label_fields": ["labels"]}}}
+    pipe = augledger.compile(augledger.parse_spec(spec))
+    materialize(pipe, src, tmp_path / "o", annotations=ann, options=RunOptions(export_annotations="yolo"))
+    labels = [json.loads(r["targets"])["labels"] for r in read_ledger(tmp_path / "o").rows()]
+    assert labels == [[3], [1]] and all(isinstance(v, int) for group in labels for v in group)
+    assert (tmp_path / "o" / "classes.txt").read_text() == "\n1\n\n3\n"  # ids are the labels themselves
+    first = (tmp_path / "o" / "augmented" / "class0" / "0000.jpg.c0.txt").read_text()
+    assert first.startswith("3 ")
+
+
+def test_replay_says_when_the_stored_file_no_longer_matches_and_writes_the_mask(tmp_path: Path) -> None:
+    src, ann, _mask = annotated_source(tmp_path)
+    spec = tmp_path / "det.json"
+    spec.write_text(json.dumps(DET))
+    out = tmp_path / "o"
+    subprocess.run([SCRIPT, "run", str(spec), "--source", str(src), "--out", str(out), "--annotations", str(ann)],
+                   check=True, capture_output=True)
+    stored = out / "augmented" / "a.png.c0.png"
+    stored.write_bytes(stored.read_bytes()[:-10] + b"0123456789")
+    cli = subprocess.run([SCRIPT, "replay", str(out), "a.png", "-o", str(tmp_path / "r.png")], capture_output=True, text=True)
+    assert cli.returncode == 0 and "no longer matches the ledger" in cli.stderr
+    assert json.loads(cli.stdout)["stored_matches"] is False
+    assert (tmp_path / "r.mask.png").read_bytes() == (out / "augmented" / "a.png.c0.mask.png").read_bytes()
+
+
+def test_a_closed_pipe_is_not_an_error_message(pipe: augledger.Pipeline, source: Path, tmp_path: Path) -> None:
+    materialize(pipe, source, tmp_path / "o", options=RunOptions(copies=6))
+    listing = f"'{SCRIPT}' ledger show '{tmp_path / 'o'}' --json --limit 1000"
+    whole = subprocess.run(listing, shell=True, capture_output=True, text=True)
+    assert len(whole.stdout) > 100_000  # more than a pipe holds (64 KiB): the writer meets the closed pipe
+    shell = subprocess.run(f"{listing} | head -1", shell=True, capture_output=True, text=True)
+    assert shell.stdout.count("\n") == 1 and "Broken pipe" not in shell.stderr and "Traceback" not in shell.stderr

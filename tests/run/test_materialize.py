@@ -586,5 +586,5 @@ def test_a_folder_of_an_earlier_version_is_refused_with_the_fix(pipe: augledger.
     out = tmp_path / "o"
     (out / ".augledger").mkdir(parents=True)
     (out / ".augledger" / "run.json").write_text('{"fingerprint": "sha256:old"}')
-    with pytest.raises(FingerprintConflict, match="made by an earlier augledger .*delete it to rebuild"):
+    with pytest.raises(FingerprintConflict, match=r"made by an earlier augledger .*delete it to rebuild"):
         materialize(pipe, source, out)

@@ -60,9 +60,14 @@ def test_a_signal_stops_the_run_and_a_rerun_completes_it(tmp_path: Path, workers
     assert read_ledger(out).rows() == read_ledger(tmp_path / "clean").rows()
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_ctrl_c_on_the_cli_with_two_workers(tmp_path: Path, signum: int) -> None:
-    """A terminal's Ctrl-C reaches the whole process group: workers must not print tracebacks."""
+@pytest.mark.parametrize(("signum", "to_group"), [(signal.SIGINT, True), (signal.SIGTERM, False), (signal.SIGTERM, True)])
+def test_ctrl_c_or_sigterm_on_the_cli_with_two_workers(tmp_path: Path, signum: int, to_group: bool) -> None:
+    """A terminal's Ctrl-C reaches the whole process group: workers must not print tracebacks.
+
+    SIGTERM to the main process alone (a service manager) stops as cleanly; SIGTERM to the whole
+    group ends the workers at once: the run still exits 143 with the hint, and the rerun redoes
+    what the workers had not handed back.
+    """
     source = make_source(tmp_path / "src", 60, size=192)
     spec = tmp_path / "aug.json"
     spec.write_text(json.dumps(SPEC))
@@ -76,7 +81,10 @@ def test_ctrl_c_on_the_cli_with_two_workers(tmp_path: Path, signum: int) -> None
         time.sleep(0.01)
     assert proc.poll() is None, "the run finished before it could be stopped"
     sent = time.monotonic()
-    os.killpg(proc.pid, signum)  # like a terminal: the main process and its workers
+    if to_group:
+        os.killpg(proc.pid, signum)  # like a terminal: the main process and its workers
+    else:
+        os.kill(proc.pid, signum)
     _stdout, stderr = proc.communicate(timeout=60)
     took = time.monotonic() - sent
     assert proc.returncode == 128 + signum, stderr
@@ -85,10 +93,16 @@ def test_ctrl_c_on_the_cli_with_two_workers(tmp_path: Path, signum: int) -> None
     assert "run the same command again to resume" in stderr
     journaled = {json.loads(line)["output_path"] for line in journal.read_text().splitlines()}
     on_disk = {p.relative_to(out).as_posix() for p in (out / "augmented").rglob("*.png")}
-    assert on_disk == journaled
+    if signum == signal.SIGINT or not to_group:
+        assert on_disk == journaled  # every complete output was handed back and journaled
+    else:
+        assert journaled <= on_disk
     resumed = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr
     assert f"resumed: {len(journaled)} output(s) were already complete" in resumed.stdout
+    clean = tmp_path / "clean"
+    subprocess.run([*args, "--out", str(clean)], check=True, capture_output=True)
+    assert tree_digests(out) == tree_digests(clean)
 
 
 KILL_SCRIPT = """
@@ -154,3 +168,25 @@ def test_a_second_signal_does_not_wait(tmp_path: Path) -> None:
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
     assert proc.returncode == -signal.SIGTERM and "still here" not in proc.stdout
+
+
+def test_workers_leave_sigint_to_the_main_process_and_die_on_sigterm(tmp_path: Path) -> None:
+    """A forked worker inherits the run's SIGTERM handler; left so, it would only log on the
+    executor's terminate() and the run would hang after another worker died."""
+    import sys
+
+    script = (
+        "import os, signal, sys\n"
+        "from augledger.run.stopping import StopSignals, ignore_stop_signals\n"
+        "with StopSignals():\n"
+        "    pid = os.fork()\n"
+        "    if pid == 0:\n"
+        "        ignore_stop_signals()\n"
+        "        os.kill(os.getpid(), signal.SIGINT)  # ignored\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)  # the default: the worker ends\n"
+        "        os._exit(0)\n"
+        "    _, status = os.waitpid(pid, 0)\n"
+        "print(os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGTERM)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30)
+    assert out.stdout.strip() == "True", out.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -47,6 +48,10 @@ def handle_errors(func: F) -> F:
         except AugLedgerError as exc:
             err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
             raise typer.Exit(1) from None
+        except BrokenPipeError:  # `augledger ... | head`: the reader has gone; nothing to say to it
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise typer.Exit(141) from None
         except OSError as exc:  # the file system said no (a full disk, a permission, a name too long)
             where = f" ({exc.filename})" if exc.filename else ""
             err_console.print(f"[bold red]error:[/] {escape((exc.strerror or str(exc)) + where)}", highlight=False)

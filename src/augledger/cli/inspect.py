@@ -102,7 +102,7 @@ def replay_cmd(
     out: Annotated[Path, typer.Argument(metavar="OUT", help="Output folder of `augledger run`.", show_default=False)],
     key: Annotated[str, typer.Argument(metavar="KEY", help="Sample key (path relative to the source).", show_default=False)],
     copy: Annotated[int, typer.Option("--copy", "--epoch", help="Copy index (-1: the original).")] = 0,
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reproduced file here.")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Write the reproduced file here (its mask, if any, beside it as <name>.mask.png).")] = None,
     source: SourceOpt = None,
     annotations: AnnotationsOpt = None,
     masks: MasksOpt = None,
@@ -112,12 +112,22 @@ def replay_cmd(
 
     replayed = replay_output(out, key, copy, source=source, annotations=annotations, masks=masks)
     _warn_env(replayed.env_differences)
+    row = replayed.row
+    if not replayed.stored_matches:
+        err_console.print(f"[yellow]warning:[/] the file stored in the folder ({escape(str(row['output_path']))}) no longer "
+                          "matches the ledger; the reproduction does (run `augledger verify`)", highlight=False)
+    written = []
     if output is not None:
         output.parent.mkdir(parents=True, exist_ok=True)
         output.write_bytes(replayed.data)
-    row = replayed.row
+        written.append(str(output))
+        if replayed.mask is not None:
+            mask_file = output.with_name(output.stem + ".mask.png")
+            mask_file.write_bytes(replayed.mask)
+            written.append(str(mask_file))
     typer.echo(json.dumps({"key": key, "copy": copy, "seed": row["seed"], "output_digest": row["output_digest"],
-                           "written_to": str(output) if output else None, "ops": replayed.ops}, indent=2))
+                           "stored_matches": replayed.stored_matches, "written_to": written or None,
+                           "ops": replayed.ops}, indent=2))
 
 
 @ledger_app.command("show")

@@ -24,9 +24,10 @@ targets.bboxes.format) with one label per box in the spec's label_fields (e.g. l
 keypoints, mask (a mask image's path, relative to --source or --masks). Other columns (split,
 source, ...) are carried to the ledger. In CSV, list columns hold JSON text. Examples:
 key,label / cats/1.jpg,cat (classification);
-{"key": "a.jpg", "bboxes": [[10, 20, 50, 60]], "labels": ["dog"]} (pascal_voc boxes; coco is
-[x, y, w, h], yolo is normalised [cx, cy, w, h]); {"key": "a.jpg", "keypoints": [[12, 7]]};
-{"key": "a.jpg", "mask": "masks/a.png"}.\
+{"key": "a.jpg", "bboxes": [[10, 20, 50, 60]], "labels": ["dog"]} (pascal_voc boxes are
+x_min, y_min, x_max, y_max; coco boxes x, y, width, height; yolo boxes the normalised centre x,
+y, width, height); {"key": "a.jpg", "keypoints": [[12, 7]]}; {"key": "a.jpg", "mask":
+"masks/a.png"}. The README's Annotations section has these examples written out.\
 """
 
 

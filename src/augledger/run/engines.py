@@ -121,7 +121,24 @@ class InProcessEngine:
 _WORKER: tuple[SampleJob, Store, Any] | None = None
 
 
-def _init_worker(job: SampleJob, store_root: str, stop_event: Any, parent: int) -> None:
+class SharedFlag:
+    """A stop flag the main process sets and workers read: one byte of shared memory, no lock.
+
+    Not a ``multiprocessing.Event``: its lock is taken by every reader, and a worker killed while
+    reading it (the OOM killer) would leave it held, so the main process would hang on ``set``.
+    """
+
+    def __init__(self, context: Any) -> None:
+        self._value = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._value.value = 1
+
+    def is_set(self) -> bool:
+        return bool(self._value.value)
+
+
+def _init_worker(job: SampleJob, store_root: str, stop_event: SharedFlag, parent: int) -> None:
     global _WORKER
     import cv2
 
@@ -136,7 +153,7 @@ def _init_worker(job: SampleJob, store_root: str, stop_event: Any, parent: int) 
 def _work_chunk(tasks: list[Task]) -> list[LedgerRow]:
     assert _WORKER is not None, "worker used before _init_worker"
     job, store, stop_event = _WORKER
-    outputs = _produce(job, tasks, lambda: bool(stop_event.is_set()))
+    outputs = _produce(job, tasks, stop_event.is_set)
     rows = finish_rows(outputs)
     write_outputs(outputs, store)
     return rows
@@ -163,7 +180,7 @@ class ProcessPoolEngine:
         cv2.setNumThreads(1)
         method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
         context = mp.get_context(method)
-        stop_event = context.Event()
+        stop_event = SharedFlag(context)
         # concurrent.futures rather than multiprocessing.Pool: when a worker dies (the OOM killer, a
         # crash in native code), Pool replaces it and waits forever for the chunk it held; the
         # executor reports it. (Throughput and the main process's CPU time measured the same.)
@@ -200,7 +217,8 @@ class ProcessPoolEngine:
 
     @staticmethod
     def _collect(
-        in_flight: set[Future[list[LedgerRow]]], submit_next: Callable[[], None], stop: StopSignals | None, stop_event: Any,
+        in_flight: set[Future[list[LedgerRow]]], submit_next: Callable[[], None], stop: StopSignals | None,
+        stop_event: SharedFlag,
     ) -> Iterator[list[LedgerRow]]:
         while in_flight:
             finished, _ = wait(in_flight, timeout=0.1, return_when=FIRST_COMPLETED)
@@ -215,6 +233,8 @@ class ProcessPoolEngine:
                 try:
                     rows = future.result()
                 except BrokenProcessPool as exc:
+                    if stop is not None and stop.stopped:  # SIGTERM to the whole group ended the workers too
+                        stop.check()
                     raise WorkerError(
                         "a worker process died (killed, out of memory, or a crash in native code) while "
                         "augmenting; what finished is kept: run the same command again to resume"

@@ -83,8 +83,13 @@ def _xyxy(box: Sequence[float], fmt: str, width: int, height: int) -> tuple[floa
     return a * width, b * height, c * width, d * height  # albumentations: normalised x_min, y_min, x_max, y_max
 
 
+def _label_text(label: Any) -> str:
+    """A label as JSON text, an integral float (how Albumentations returns integer labels) as the integer."""
+    return json.dumps(int(label) if isinstance(label, float) and label.is_integer() else label)
+
+
 def _class_ids(entries: Sequence[ExportEntry], label_field: str | None, base: int) -> dict[str, int]:
-    labels = {json.dumps(label) for e in entries for label in (e.targets.get(label_field) or [] if label_field else [])}
+    labels = {_label_text(label) for e in entries for label in (e.targets.get(label_field) or [] if label_field else [])}
     values = [json.loads(v) for v in labels]
     if values and all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in values):
         return {json.dumps(v): int(v) for v in values}
@@ -144,7 +149,7 @@ def _coco(entries: Sequence[ExportEntry], box_format: str, label_field: str | No
             w, h = x1 - x0, y1 - y0
             annotations.append({
                 "id": len(annotations) + 1, "image_id": image_id, "iscrowd": 0,
-                "category_id": ids.get(json.dumps(label), 0) if label is not None else 0,
+                "category_id": ids.get(_label_text(label), 0) if label is not None else 0,
                 "bbox": [_round(x0), _round(y0), _round(w), _round(h)], "area": _round(w * h),
             })
     categories = [{"id": i, "name": str(json.loads(text))} for text, i in sorted(ids.items(), key=lambda kv: kv[1])]
@@ -158,7 +163,7 @@ def _coco(entries: Sequence[ExportEntry], box_format: str, label_field: str | No
 def _yolo(entry: ExportEntry, boxes: Sequence[tuple[tuple[float, float, float, float], Any]], ids: Mapping[str, int]) -> bytes:
     lines = []
     for (x0, y0, x1, y1), label in boxes:
-        cls = ids.get(json.dumps(label), 0) if label is not None else 0
+        cls = ids.get(_label_text(label), 0) if label is not None else 0
         cx, cy = (x0 + x1) / 2 / entry.width, (y0 + y1) / 2 / entry.height
         w, h = (x1 - x0) / entry.width, (y1 - y0) / entry.height
         lines.append(f"{cls} {cx:.6f} {cy:.6f} {w:.6f} {h:.6f}\n")

@@ -163,17 +163,19 @@ def materialize(
     targets = pipeline.resolved_targets
     ann_path = Path(annotations).resolve() if annotations is not None else None
     ann = load_annotations(ann_path, label_fields=label_fields(targets), key_column=key_column) if ann_path else {}
-    _check_annotations_fit(ann, targets, annotated=ann_path is not None)
+    _check_annotations_fit(ann, targets)
     codec = get_codec(pipeline.modality, max_pixels=options.max_pixels, jpeg_quality=options.jpeg_quality)
     src = FolderSource(src_root, codec.extensions, **_mask_exclusions(ann, src_root, masks_root))
     keys = src.keys()
     if not keys and not ann:
         raise SourceError(f"no images found under {str(src_root)!r} (extensions: {' '.join(sorted(codec.extensions))})")
     if ann:
-        unannotated = sum(1 for k in keys if k not in ann)
+        unannotated = [k for k in keys if k not in ann]
         if unannotated:
-            log.warning("%d of %d source images have no row in the annotations file; they are augmented "
-                        "without targets", unannotated, len(keys))
+            shown = ", ".join(unannotated[:5]) + (", ..." if len(unannotated) > 5 else "")
+            log.warning("%d of %d source images have no row in the annotations file (%s); they are augmented "
+                        "without targets", len(unannotated), len(keys), shown)
+    _warn_undeclared(targets, annotated=ann_path is not None)
     ann_digest = _file_digest(ann_path)
     env = EnvStamp.current(pipeline.modality)
     _check_export_names(options, keys)
@@ -372,7 +374,7 @@ def _mask_exclusions(ann: Mapping[str, Annotation], src_root: Path, masks_root: 
     return {}
 
 
-def _check_annotations_fit(ann: Mapping[str, Annotation], targets: Mapping[str, Any], *, annotated: bool) -> None:
+def _check_annotations_fit(ann: Mapping[str, Annotation], targets: Mapping[str, Any]) -> None:
     for key, a in ann.items():
         for kind in ("bboxes", "keypoints"):
             if getattr(a, kind) and not targets.get(kind):
@@ -382,6 +384,9 @@ def _check_annotations_fit(ann: Mapping[str, Annotation], targets: Mapping[str, 
                 )
         if a.mask and not targets.get("mask"):
             raise SourceError(f"annotations for {key!r} name a mask, but the spec does not set targets.mask: true")
+
+
+def _warn_undeclared(targets: Mapping[str, Any], *, annotated: bool) -> None:
     declared = [kind for kind in ("bboxes", "keypoints", "mask") if targets.get(kind)]
     if declared and not annotated:
         log.warning("the spec declares targets %s but the run has no --annotations: every image is augmented "

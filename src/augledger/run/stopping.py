@@ -3,9 +3,10 @@
 While a run works, :class:`StopSignals` replaces the two handlers with one that only records the
 signal; the engines check it between samples, stop starting new work, let the samples in hand
 finish (so every complete output reaches the journal), and raise
-:class:`~augledger.errors.Interrupted`. A second signal while stopping falls back to Python's
-default behaviour (``KeyboardInterrupt``), for a user who does not want to wait. Worker processes
-ignore both signals (a terminal's Ctrl-C reaches the whole process group): the main process decides.
+:class:`~augledger.errors.Interrupted`. A second signal while stopping goes to the handler that
+was there before (for SIGINT Python's ``KeyboardInterrupt``, for SIGTERM the default: the process
+ends with 143), for a user who does not want to wait. Worker processes ignore SIGINT (a terminal's
+Ctrl-C reaches the whole process group): the main process decides.
 """
 
 from __future__ import annotations
@@ -80,6 +81,15 @@ class StopSignals:
 
 
 def ignore_stop_signals() -> None:
-    """In a worker process: leave SIGINT and SIGTERM to the main process, which stops the workers."""
-    for sig in _SIGNALS:
-        signal.signal(sig, signal.SIG_IGN)
+    """In a worker process: leave SIGINT (a terminal's Ctrl-C reaches the whole process group) to the
+    main process, which stops the workers after the samples in hand.
+
+    SIGTERM keeps its default action: ``concurrent.futures`` ends the workers of a broken pool with
+    it, and a worker that ignored it would hang the run. SIGTERM sent to the main process alone (as
+    service managers do) stops cleanly; sent to the whole group, it ends the workers at once, the
+    main process reports it as the same interruption, and the outputs they had not handed back are
+    redone by the next run. Both are set explicitly: a forked worker inherits the main process's
+    handlers, and with :class:`StopSignals`' handler for SIGTERM it would only log and live on.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import tarfile
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,20 +20,16 @@ from typing import Any
 from augledger._canonical import sha256_hex
 from augledger.env import EnvStamp
 from augledger.errors import LedgerError, Quarantined, SampleError, UnsafePath
-from augledger.io.codecs import Annotation
 from augledger.ledger.online import in_ledger_sample
 from augledger.ledger.parquet import Ledger, read_ledger
-from augledger.pipeline import Pipeline, compile_spec
+from augledger.pipeline import compile_spec
 from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
-from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
-from augledger.run.manifest import read_manifest, read_run_info
-from augledger.run.options import RunOptions
-from augledger.run.sources import load_annotations
-from augledger.run.work import SampleJob, label_fields
+from augledger.run.folder import data_files, mask_of
+from augledger.run.output import OutputFolder, comparable_targets
 from augledger.seeding import seed_for
 from augledger.spec import parse_spec
 
-__all__ = ["OutputFolder", "Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
+__all__ = ["Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
 
 
 @dataclass(frozen=True)
@@ -56,108 +51,6 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return not self.problems
-
-
-class OutputFolder:
-    """An output folder opened for reading: manifest, ledger, pipeline, source and stored outputs.
-
-    Args:
-        out: the output folder of ``augledger run``.
-        source, annotations, masks: where those are now, if they moved since the run (by default,
-            where ``run.json`` says the run found them).
-
-    Raises:
-        LedgerError: no manifest, a ledger that is not the manifest's, or no record of the source.
-    """
-
-    def __init__(
-        self, out: str | Path, source: str | Path | None = None, annotations: str | Path | None = None,
-        masks: str | Path | None = None,
-    ) -> None:
-        self.out = Path(out)
-        self.manifest = read_manifest(self.out)
-        self.run = read_run_info(self.out)
-        self.ledger = read_ledger(self.out)
-        if self.ledger.fingerprint != self.manifest["fingerprint"]:
-            raise LedgerError(
-                f"ledger fingerprint {self.ledger.fingerprint} does not match the manifest's "
-                f"{self.manifest['fingerprint']}: the folder was modified by hand"
-            )
-        self.pipeline: Pipeline = compile_spec(parse_spec(self.manifest["resolved_spec"]))
-        self.options = RunOptions(**self.manifest["options"])
-        recorded = self.run.get("source")
-        if source is None and recorded is None:
-            raise LedgerError(f"{str(self.out)!r} has no run.json to say where its source is; pass --source")
-        self.source_root = Path(source if source is not None else str(recorded))
-        if not self.source_root.is_dir():
-            raise LedgerError(
-                f"the source folder {str(self.source_root)!r} does not exist (moved or deleted since the run?); "
-                "pass --source with its new place"
-            )
-        ann_path = annotations if annotations is not None else self.run.get("annotations")
-        fields = label_fields(self.pipeline.resolved_targets)
-        key_column = str(self.run.get("key_column") or "key")
-        self.annotations: dict[str, Annotation] = (
-            load_annotations(Path(ann_path), label_fields=fields, key_column=key_column) if ann_path else {}
-        )
-        masks_root = masks if masks is not None else self.run.get("masks")
-        self.job = SampleJob(self.pipeline, str(self.source_root), self.options,
-                             str(masks_root) if masks_root is not None else None)
-        self._open: tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
-
-    @property
-    def env(self) -> EnvStamp:
-        return EnvStamp.from_dict(self.manifest["env"])
-
-    def stored_output(self, path: str) -> bytes | None:
-        """A stored file's bytes: a file in the folder, or a member of a shard (``shards/x.tar#member``)."""
-        if "#" not in path:
-            full = self.out / path
-            return full.read_bytes() if full.is_file() else None
-        shard_name, _, member = path.partition("#")
-        shard = self._shard(shard_name)
-        info = shard[2].get(member) if shard is not None else None
-        if shard is None or info is None:
-            return None
-        f = shard[1].extractfile(info)
-        return f.read() if f is not None else None
-
-    def _shard(self, name: str) -> tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None:
-        """The shard ``name``, opened once; rows come in key order, so only the latest stays open.
-
-        A missing or unreadable (damaged) shard gives ``None``: its outputs are reported missing.
-        """
-        if self._open is not None and self._open[0] == name:
-            return self._open
-        self.close()
-        path = self.out / name
-        if not path.is_file():
-            return None
-        try:
-            tar = tarfile.open(path)
-            self._open = (name, tar, {info.name: info for info in tar.getmembers()})
-        except (tarfile.TarError, OSError):
-            return None
-        return self._open
-
-    def close(self) -> None:
-        if self._open is not None:
-            self._open[1].close()
-            self._open = None
-
-    def rederive(self, key: str, epoch: int, source_bytes: bytes | None = None) -> tuple[bytes, Any]:
-        """Re-make one output from the source: ``(encoded bytes, its Augmented result or None for originals)``.
-
-        Raises:
-            OSError, UnsafePath: the source file cannot be read.
-            Quarantined, SampleError: it can no longer be decoded or augmented.
-        """
-        data = self.job.read_source(key) if source_bytes is None else source_bytes
-        if epoch == ORIGINAL_EPOCH:
-            return data, None
-        sample, _note = self.job.prepare(data, self.annotations.get(key))
-        encoded, result = self.job.derive(sample, key, epoch)
-        return encoded.data, result
 
 
 def _online_ledger(path: Path) -> Ledger | None:
@@ -260,7 +153,13 @@ def verify(
 
 
 def _check_folder(ds: OutputFolder, report: VerifyReport) -> None:
-    """Folder-level checks: the ledger is the manifest's, shards are intact, no data file is unlisted."""
+    """Folder-level checks: the ledger is the manifest's, shards are intact, no data file is unlisted,
+    and the annotations are the file the run used."""
+    if ds.annotations_digest != ds.manifest["source"].get("annotations_digest"):
+        report.problems.append(Problem("*", 0, (
+            f"the annotations file ({ds.annotations_path or 'none'}) is not the one the run used "
+            f"(digest {str(ds.annotations_digest)[:19]}…, run {str(ds.manifest['source'].get('annotations_digest'))[:19]}…)"
+        )))
     recorded = ds.manifest.get("ledger")
     if isinstance(recorded, Mapping) and recorded.get("sha256"):
         actual = sha256_hex((ds.out / "ledger.parquet").read_bytes())
@@ -337,23 +236,44 @@ def _check_rows(ds: OutputFolder, rows: Iterable[Mapping[str, Any]], report: Ver
         if sha256_hex(source_bytes) != row["source_digest"]:
             report.problems.append(Problem(key, epoch, "source file changed since the run"))
             continue
+        recorded = json.loads(row["targets"] or "null") or {}
+        mask_path = recorded.get("mask")
+        if isinstance(mask_path, str):
+            stored_mask = ds.stored_output(mask_path)
+            if stored_mask is None:
+                report.problems.append(Problem(key, epoch, f"mask {mask_path} is missing"))
+                continue
+            if sha256_hex(stored_mask) != recorded.get("mask_digest"):
+                report.problems.append(Problem(key, epoch, f"mask {mask_path} was modified since the run"))
+                continue
         try:
-            encoded, _ = ds.rederive(key, epoch, source_bytes)
+            again = ds.rederive(key, epoch, source_bytes)
         except (Quarantined, SampleError) as exc:
             report.problems.append(Problem(key, epoch, f"re-deriving failed: {exc}"))
             continue
-        if sha256_hex(encoded) != row["output_digest"]:
+        again_targets = comparable_targets(again.targets) or {}
+        if "mask_source_digest" in recorded and again_targets.get("mask_source_digest") != recorded["mask_source_digest"]:
+            report.problems.append(Problem(key, epoch, "source mask changed since the run"))
+        elif sha256_hex(again.data) != row["output_digest"]:
             report.problems.append(Problem(key, epoch, "re-derived output differs from the recorded one"))
+        elif again_targets != (comparable_targets(row["targets"]) or {}):
+            report.problems.append(Problem(key, epoch, (
+                "re-derived targets (boxes, labels, mask) differ from the recorded ones: the annotations "
+                "are not those the run used"
+            )))
 
 
 @dataclass(frozen=True)
 class Replayed:
-    """One output reproduced: its bytes, its ledger row, the params applied, and environment differences."""
+    """One output reproduced: its bytes (and its mask's), its ledger row, the params applied, the
+    environment differences, and whether the file stored in the folder still matches the ledger."""
 
     data: bytes
     row: dict[str, Any]
     ops: list[dict[str, Any]]
     env_differences: str
+    mask: bytes | None = None
+    stored_matches: bool = True
 
 
 def replay_output(
@@ -377,15 +297,24 @@ def replay_output(
     if row["status"] != "ok":
         raise LedgerError(f"{key!r} copy {epoch} was quarantined: {row['error']}")
     try:
-        encoded, result = ds.rederive(key, epoch)
+        again = ds.rederive(key, epoch)
     except (OSError, UnsafePath) as exc:
         raise LedgerError(f"the source of {key!r} cannot be read: {exc}; pass --source if it moved") from None
     except (Quarantined, SampleError) as exc:
         raise LedgerError(f"reproducing {key!r} copy {epoch} failed: {exc}") from None
+    finally:
+        ds.close()
     because = f" (the environment differs from the run's: {env_differences})" if env_differences else ""
-    if sha256_hex(encoded) != row["output_digest"]:
+    if sha256_hex(again.data) != row["output_digest"]:
         raise LedgerError(f"reproducing {key!r} copy {epoch} gave other bytes than the ledger records{because}")
+    result = again.result
     ops = list(result.record.ops) if result is not None else []
     if result is not None and json.loads(row["ops"]) != ops:
         raise LedgerError(f"reproducing {key!r} copy {epoch} applied other params than the ledger records{because}")
-    return Replayed(encoded, row, ops, env_differences)
+    if comparable_targets(again.targets) != comparable_targets(row["targets"]):
+        raise LedgerError(f"reproducing {key!r} copy {epoch} gave other targets (boxes, labels, mask) than the "
+                          "ledger records: the annotations are not those the run used")
+    stored = ds.stored_output(row["output_path"])
+    ds.close()
+    return Replayed(again.data, row, ops, env_differences, again.mask,
+                    stored_matches=stored is not None and sha256_hex(stored) == row["output_digest"])

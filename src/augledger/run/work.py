@@ -130,11 +130,12 @@ class SampleJob:
         return self.codec.encode(result.sample, self.options.image_format), result
 
     def targets_json(
-        self, sample: Mapping[str, Any], annotation: Annotation | None, mask_path: str | None,
-        mask_digest: str | None = None,
+        self, sample: Mapping[str, Any], annotation: Annotation | None, mask: tuple[str, bytes] | None,
+        mask_source_digest: str | None = None,
     ) -> str | None:
-        """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, the stored
-        mask's path, and the source mask's digest (``mask_source_digest``, which a resume checks)."""
+        """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, and for
+        a mask its stored path (``mask``), the stored file's digest (``mask_digest``, which verify
+        checks) and the source mask's digest (``mask_source_digest``, which a resume checks)."""
         data: dict[str, Any] = {}
         if annotation is not None:
             data.update(annotation.carry)
@@ -144,10 +145,15 @@ class SampleJob:
         for name, value in sample.items():
             if name not in stored:
                 data[name] = plain_json(value)
-        if mask_path is not None:
-            data["mask"] = mask_path
-            if mask_digest is not None:
-                data["mask_source_digest"] = mask_digest
+        if annotation is not None:
+            for name, given in annotation.extra.items():
+                if name in data:
+                    data[name] = _as_given(data[name], given)
+        if mask is not None:
+            data["mask"] = mask[0]
+            data["mask_digest"] = sha256_hex(mask[1])
+            if mask_source_digest is not None:
+                data["mask_source_digest"] = mask_source_digest
         return canonical_json(data).decode() if data else None
 
     # -- one source file ---------------------------------------------------------------------------
@@ -190,17 +196,15 @@ class SampleJob:
         if task.original:
             rel = output_name(key, ORIGINAL_EPOCH, fmt)
             files = [(rel, data)]
-            mask_rel = None
             try:
                 side = self.codec.encode_side(sample)  # the original's mask, stored like a copy's
-                if "mask.png" in side:
-                    mask_rel = mask_name(key, ORIGINAL_EPOCH)
-                    files.append((mask_rel, side["mask.png"]))
             except Quarantined as q:
                 outputs.append(quarantine(ORIGINAL_EPOCH, q.reason, str(q), src, payload))
             else:
+                mask = (mask_name(key, ORIGINAL_EPOCH), side["mask.png"]) if "mask.png" in side else None
+                files += [mask] if mask else []
                 row = LedgerRow(key, ORIGINAL_EPOCH, None, ops="[]",
-                                targets=self.targets_json(sample, task.annotation, mask_rel, mask_digest),
+                                targets=self.targets_json(sample, task.annotation, mask, mask_digest),
                                 source_digest=src, output_path=rel, output_digest=src)  # the same bytes: no second hash
                 outputs.append(Output(row, None, files, payload))
         for epoch in task.epochs:
@@ -213,6 +217,9 @@ class SampleJob:
                 # larger than this image) is the op's failure on this sample.
                 annotated = any(_has_items(sample.get(k)) for k in ("bboxes", "keypoints")) or "mask" in sample
                 reason = "annotation" if annotated and isinstance(cause, ValueError) else "augment"
+                if reason == "annotation" and _has_items(sample.get("bboxes")):
+                    h, w = sample["image"].shape[:2]
+                    message += f" (boxes as given: {plain_json(sample['bboxes'])}, on a {w}x{h} image)"
                 log.warning("quarantined %s copy %d: %s: %s", key, epoch, reason, message)
                 outputs.append(quarantine(epoch, reason, message, src, payload))
                 continue
@@ -221,12 +228,10 @@ class SampleJob:
                 continue
             rel = output_name(key, epoch, fmt)
             files = [(rel, encoded.data)]
-            mask_rel = None
-            if "mask.png" in encoded.side:
-                mask_rel = mask_name(key, epoch)
-                files.append((mask_rel, encoded.side["mask.png"]))
+            mask = (mask_name(key, epoch), encoded.side["mask.png"]) if "mask.png" in encoded.side else None
+            files += [mask] if mask else []
             row = LedgerRow(key, epoch, result.record.seed, note=note,
-                            targets=self.targets_json(result.sample, task.annotation, mask_rel, mask_digest),
+                            targets=self.targets_json(result.sample, task.annotation, mask, mask_digest),
                             source_digest=src, output_path=rel)
             outputs.append(Output(row, result.record, files, payload))
         return outputs
@@ -244,6 +249,15 @@ def _name_too_long(path: str) -> str | None:
             return (f"the output file name {part[:40]!r}... would be {size} bytes, over the file system's limit "
                     f"({_MAX_NAME_BYTES} here); shorten the source file's name")
     return None
+
+
+def _as_given(values: Any, given: Any) -> Any:
+    """Label values as the annotations wrote them: Albumentations hands integer box labels back as
+    floats (``3`` -> ``3.0``), which would renumber classes in an export."""
+    if (isinstance(values, list) and isinstance(given, list) and given
+            and all(isinstance(g, int) and not isinstance(g, bool) for g in given)):
+        return [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]
+    return values
 
 
 def _has_items(value: Any) -> bool:

@@ -175,6 +175,8 @@ def _check_types(schema: Any, params: Mapping[str, Any], bare: str, *, location:
             adapter.validate_json(json.dumps(value), strict=True)
         except ValidationError as exc:
             err = exc.errors()[0]
+            if not (err["type"].endswith("_type") or "parsing" in err["type"]):
+                continue  # a value of the right type out of range: the schema's own message says it best
             # Union members appear in the location by type name; only list positions say where.
             where = "".join(f"[{p}]" for p in err["loc"] if isinstance(p, int))
             problems.append((f"{location}.params.{field}{where}", f"{err['msg']}; got {value!r} ({type(value).__name__})"))
