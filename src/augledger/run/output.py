@@ -133,8 +133,7 @@ class OutputFolder:
         """
         data = self.job.read_source(key) if source_bytes is None else source_bytes
         annotation = self.annotations.get(key)
-        sample, _note = self.job.prepare(data, annotation)
-        mask_source = self.job.mask_digest(annotation) if "mask" in sample else None
+        sample, _note, mask_source = self.job.prepare(data, annotation)
         if epoch == ORIGINAL_EPOCH:
             main, side, result, out = data, self.job.codec.encode_side(sample), None, sample
         else:

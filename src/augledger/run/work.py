@@ -14,7 +14,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any
+from typing import Any, NamedTuple
 
 from augledger._canonical import canonical_json, sha256_hex
 from augledger.errors import Quarantined, SampleError, UnsafePath
@@ -26,7 +26,7 @@ from augledger.record import Augmented, Record, plain_json, sample_digest
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name, output_name
 from augledger.run.options import RunOptions
 
-__all__ = ["Output", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
+__all__ = ["Output", "Prepared", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,14 @@ class Task:
     epochs: tuple[int, ...]
     original: bool
     annotation: Annotation | None
+
+
+class Prepared(NamedTuple):
+    """A source file ready for the pipeline: the sample, the conversion note, the mask file's digest."""
+
+    sample: dict[str, Any]
+    note: str | None
+    mask_source_digest: str | None
 
 
 @dataclass
@@ -100,24 +108,27 @@ class SampleJob:
         """The source file's bytes. Raises ``OSError``, or :class:`UnsafePath` for a key leaving the source."""
         return self.source.read(key)
 
-    def prepare(self, data: bytes, annotation: Annotation | None) -> tuple[dict[str, Any], str | None]:
-        """Decode a source file and attach its targets: ``(pipeline input, conversion note)``.
+    def prepare(self, data: bytes, annotation: Annotation | None) -> Prepared:
+        """Decode a source file and attach its targets.
+
+        Returns:
+            The pipeline input, the conversion note, and the SHA-256 of the mask file it read (a
+            resume and ``verify`` compare it), hashed from the bytes the codec read: no second read.
 
         Raises:
             Quarantined: the file cannot be decoded, or its annotation does not fit it.
         """
-        decoded = self.codec.decode(data)
-        sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, self.masks.read)
-        return sample, decoded.note
+        read: dict[str, bytes] = {}
 
-    def mask_digest(self, annotation: Annotation | None) -> str | None:
-        """SHA-256 of the annotation's mask file, if it has one that can be read (resume checks it)."""
-        if annotation is None or not annotation.mask or not self.pipeline.resolved_targets.get("mask"):
-            return None
-        try:
-            return sha256_hex(self.masks.read(annotation.mask))
-        except (OSError, UnsafePath):
-            return None
+        def read_mask(path: str) -> bytes:
+            read[path] = self.masks.read(path)
+            return read[path]
+
+        decoded = self.codec.decode(data)
+        sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, read_mask)
+        mask = annotation.mask if annotation is not None else None
+        mask_digest = sha256_hex(read[mask]) if mask is not None and mask in read and "mask" in sample else None
+        return Prepared(sample, decoded.note, mask_digest)
 
     def derive(self, sample: Mapping[str, Any], key: str, epoch: int) -> tuple[Encoded, Augmented]:
         """Augment and encode one output.
@@ -186,12 +197,11 @@ class SampleJob:
             return quarantine_all("unreadable", exc.strerror or type(exc).__name__, None)
         src = sha256_hex(data)
         try:
-            sample, note = self.prepare(data, task.annotation)
+            sample, note, mask_digest = self.prepare(data, task.annotation)
         except Quarantined as q:
             return quarantine_all(q.reason, str(q), src)
         # The decoded image, hashed into input_digest where files are written, when the run asks for it.
         payload = sample["image"] if self.options.input_digests else None
-        mask_digest = self.mask_digest(task.annotation) if "mask" in sample else None
         outputs: list[Output] = []
         if task.original:
             rel = output_name(key, ORIGINAL_EPOCH, fmt)
