@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("augledger.ops",),
     ("augledger.env",),
     ("augledger.record", "augledger.pipeline"),
-    ("augledger.ledger",),
+    ("augledger.ledger", "augledger.registry"),
     ("augledger.observe",),
     ("augledger.run",),
     ("augledger.report", "augledger.torch"),

@@ -5,7 +5,7 @@ PyTorch, pyarrow) load when first used.
 
 The flow::
 
-    spec = augledger.load_spec("aug.yaml")          # strict, safe, data only
+    spec = augledger.load_spec("aug.yaml")          # strict, safe, data only (or a REF: "digits@production")
     pipe = augledger.compile(spec)                  # resolved + fingerprinted
     result = pipe.apply({"image": img}, key="a/0001.jpg", epoch=3)
     result.sample["image"], result.record           # output and what was applied
@@ -15,16 +15,20 @@ The flow::
 from augledger._version import __version__
 from augledger.env import EnvStamp
 from augledger.errors import (
+    AuditFailure,
     AugLedgerError,
     BackendError,
+    DeprecatedVersionWarning,
     EnvironmentMismatchWarning,
     FingerprintConflict,
     Interrupted,
     LedgerError,
+    LifecycleError,
     LoaderError,
     OutputBusy,
     ParamError,
     Quarantined,
+    RegistryError,
     ReplayMismatch,
     SampleError,
     SourceError,
@@ -35,22 +39,26 @@ from augledger.errors import (
 )
 from augledger.pipeline import Pipeline, compile_spec
 from augledger.record import Augmented, Record, sample_digest
+from augledger.registry.refs import load_spec
 from augledger.seeding import seed_for
-from augledger.spec import OpSpec, PipelineSpec, load_spec, loads_spec, parse_spec
+from augledger.spec import OpSpec, PipelineSpec, loads_spec, parse_spec
 
 #: ``augledger.compile(spec)``: the short name the docs use for :func:`compile_spec`. Not in
 #: ``__all__``: ``from augledger import *`` must not shadow the builtin ``compile``.
 compile = compile_spec
 
 __all__ = [
+    "AuditFailure",
     "AugLedgerError",
     "Augmented",
     "BackendError",
+    "DeprecatedVersionWarning",
     "EnvStamp",
     "EnvironmentMismatchWarning",
     "FingerprintConflict",
     "Interrupted",
     "LedgerError",
+    "LifecycleError",
     "LoaderError",
     "OpSpec",
     "OutputBusy",
@@ -59,6 +67,7 @@ __all__ = [
     "PipelineSpec",
     "Quarantined",
     "Record",
+    "RegistryError",
     "ReplayMismatch",
     "SampleError",
     "SourceError",

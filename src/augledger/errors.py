@@ -17,11 +17,15 @@ location, what was expected, what was given, and a fix::
     │   ├── FingerprintConflict   an output folder holds a different pipeline version
     │   └── OutputBusy            another run is writing into the same output folder
     ├── SourceError               a source folder or annotation manifest cannot be read
+    ├── RegistryError             a registry REF, lifecycle move or registry file is refused
+    │   ├── LifecycleError        an illegal transition, a four-eyes refusal, a retired or unapproved version
+    │   └── AuditFailure          the registry's history chain or a stored spec does not check out
     ├── WorkerError               a worker process of a run died
     └── Interrupted               a run was stopped by SIGINT/SIGTERM (what finished is kept)
 
 :class:`EnvironmentMismatchWarning` is a warning, not an error: replaying under other library
-versions may still match, and augledger reports rather than refuses.
+versions may still match, and augledger reports rather than refuses. :class:`DeprecatedVersionWarning`
+says a registry REF resolved to a deprecated pipeline version (a retired one is refused).
 """
 
 from __future__ import annotations
@@ -29,16 +33,20 @@ from __future__ import annotations
 import signal
 
 __all__ = [
+    "AuditFailure",
     "AugLedgerError",
     "BackendError",
+    "DeprecatedVersionWarning",
     "EnvironmentMismatchWarning",
     "FingerprintConflict",
     "Interrupted",
     "LedgerError",
+    "LifecycleError",
     "LoaderError",
     "OutputBusy",
     "ParamError",
     "Quarantined",
+    "RegistryError",
     "ReplayMismatch",
     "SampleError",
     "SourceError",
@@ -121,6 +129,18 @@ class SourceError(AugLedgerError):
     """A source folder or annotation manifest cannot be read as a whole."""
 
 
+class RegistryError(AugLedgerError):
+    """A registry REF does not resolve, or the registry refuses an action or cannot be opened."""
+
+
+class LifecycleError(RegistryError):
+    """An illegal lifecycle move, a four-eyes refusal, or a version whose state forbids its use."""
+
+
+class AuditFailure(RegistryError):
+    """``registry audit`` found a history row or stored spec that does not check out; names the first."""
+
+
 class WorkerError(AugLedgerError):
     """A worker process of a run died (killed, out of memory, a crash in native code)."""
 
@@ -147,3 +167,7 @@ class Interrupted(AugLedgerError):
 
 class EnvironmentMismatchWarning(UserWarning):
     """The library versions differ from those a record was made with; bytes may differ."""
+
+
+class DeprecatedVersionWarning(UserWarning):
+    """A registry REF resolved to a deprecated pipeline version; it still runs, but is on its way out."""

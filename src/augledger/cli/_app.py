@@ -16,7 +16,10 @@ from rich.markup import escape
 
 from augledger.errors import AugLedgerError, Interrupted
 
-__all__ = ["JsonOpt", "SpecArg", "app", "compile_spec_file", "console", "err_console", "handle_errors"]
+__all__ = [
+    "JsonOpt", "RegistryOpt", "RequireApprovedOpt", "SpecArg", "app", "compile_spec_file", "console", "err_console",
+    "handle_errors", "resolve_spec_arg",
+]
 
 app = typer.Typer(
     no_args_is_help=True,
@@ -28,7 +31,20 @@ console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
-SpecArg = Annotated[Path, typer.Argument(metavar="SPEC", help="Pipeline spec (.yaml, .yml or .json).", show_default=False)]
+SpecArg = Annotated[str, typer.Argument(
+    metavar="SPEC|REF",
+    help="Pipeline spec file (.yaml, .yml or .json), or a registry REF: NAME@VERSION or NAME@ALIAS (e.g. digits@production).",
+    show_default=False,
+)]
+RegistryOpt = Annotated[str | None, typer.Option(
+    "--registry", metavar="PATH|URL", envvar="AUGLEDGER_REGISTRY",
+    help="The registry: an SQLite file, or postgresql://user@host/db (default .augledger/registry.db).",
+    show_default=False,
+)]
+RequireApprovedOpt = Annotated[bool, typer.Option(
+    "--require-approved", envvar="AUGLEDGER_REQUIRE_APPROVED",
+    help="Refuse any spec that is not an approved registry version.",
+)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
@@ -66,7 +82,14 @@ def handle_errors(func: F) -> F:
 @app.callback()
 def _root(
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details to stderr.")] = False,
+    registry: RegistryOpt = None,
+    require_approved: RequireApprovedOpt = False,
 ) -> None:
+    # Commands read these where they resolve a SPEC|REF (resolve_spec_arg): one place, every command.
+    if registry:
+        os.environ["AUGLEDGER_REGISTRY"] = registry
+    if require_approved:
+        os.environ["AUGLEDGER_REQUIRE_APPROVED"] = "1"
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -74,9 +97,24 @@ def _root(
     )
 
 
-def compile_spec_file(path: Path) -> Any:
-    """Load and compile a spec file (a :class:`~augledger.Pipeline`)."""
-    from augledger.pipeline import compile_spec
-    from augledger.spec import load_spec
+def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False) -> tuple[Any, Any]:
+    """Resolve a SPEC|REF argument and compile it: ``(SpecSource, Pipeline)``.
 
-    return compile_spec(load_spec(path))
+    A deprecated version's warning is printed as a warning line (the command goes on).
+    """
+    import warnings
+
+    from augledger.errors import DeprecatedVersionWarning
+    from augledger.registry.refs import resolve_spec
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DeprecatedVersionWarning)
+        source = resolve_spec(spec, require_approved=True if require_approved else None)
+    for w in caught:
+        err_console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+    return source, source.compile()
+
+
+def compile_spec_file(spec: str | Path) -> Any:
+    """Load and compile a spec file or registry REF (a :class:`~augledger.Pipeline`)."""
+    return resolve_spec_arg(spec)[1]

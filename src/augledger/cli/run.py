@@ -12,7 +12,16 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, err_console, handle_errors
+from augledger.cli._app import (
+    JsonOpt,
+    RequireApprovedOpt,
+    SpecArg,
+    app,
+    console,
+    err_console,
+    handle_errors,
+    resolve_spec_arg,
+)
 from augledger.io.image import DEFAULT_MAX_PIXELS
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunStart
@@ -84,6 +93,12 @@ class ProgressObserver:
             self._bar = None
 
 
+def _version_label(manifest: Mapping[str, Any]) -> str:
+    reg = manifest.get("registry")
+    short = f"{manifest['fingerprint'][:19]}…"
+    return f"{reg['name']}@{reg['version']} ({short})" if reg else short
+
+
 def parse_workers(value: str) -> int:
     """``auto`` (the usable CPU count), or a count; 0 and 1 work in the calling process."""
     from augledger.run.options import usable_cpus
@@ -118,6 +133,7 @@ def run(
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
     export_annotations: Annotated[str | None, typer.Option(metavar="coco|yolo|voc|csv", help="Also write the transformed boxes and labels of every output: coco (annotations.coco.json), yolo (a .txt beside each image, classes.txt), voc (an .xml beside each image) or csv (annotations.csv).", show_default=False)] = None,
     input_digests: Annotated[bool, typer.Option("--input-digests", help="Also record each decoded image's digest (input_digest), which joins the ledger with online ledgers by content (~5% more CPU).")] = False,
+    require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """Materialise an augmented dataset with a manifest and a Parquet ledger.
@@ -139,22 +155,23 @@ def run(
         )
     except ValueError as exc:  # RunOptions names the option and the allowed values
         raise typer.BadParameter(str(exc)) from None
-    pipe = compile_spec_file(spec)
+    spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved)
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     try:
         result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
-                             key_column=key_column, observers=[progress], command=["augledger", *sys.argv[1:]])
+                             key_column=key_column, observers=[progress], command=["augledger", *sys.argv[1:]],
+                             provenance=spec_source.provenance())
     finally:
         progress.close()
     m = result.manifest
     seconds = result.run.get("seconds", 0.0)
     if as_json:
-        typer.echo(json.dumps({**{k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined")},
+        typer.echo(json.dumps({**{k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined")}, "registry": m.get("registry"),
                                "seconds": seconds, "reused": result.reused, "removed": result.removed}))
     else:
         c = m["counts"]
         console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
-                      f"pipeline {m['fingerprint'][:19]}…, seed {m['seed']}", highlight=False)
+                      f"pipeline {_version_label(m)}, seed {m['seed']}", highlight=False)
         if result.reused:
             console.print(f"resumed: {result.reused} output(s) were already complete and verified; "
                           f"{c['outputs'] - result.reused} made now", highlight=False)

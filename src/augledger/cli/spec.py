@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import typer
 
@@ -46,21 +47,26 @@ def spec_diff(a: SpecArg, b: SpecArg, as_json: JsonOpt = False) -> None:
     Exit 0 if the resolved specs are identical, 1 if anything differs (name, description and seed
     included); the last line says whether the differences change the fingerprint.
     """
+    pa, pb = compile_spec_file(a), compile_spec_file(b)
+    print_diff(pa.resolved_spec, pb.resolved_spec, pa.fingerprint, pb.fingerprint, as_json=as_json)
+
+
+def print_diff(a: dict[str, Any], b: dict[str, Any], fa: str, fb: str, *, as_json: bool) -> None:
+    """Print the param-level differences of two resolved specs; exit 1 if there are any."""
     from augledger.spec import UNHASHED_FIELDS, diff_resolved
 
-    pa, pb = compile_spec_file(a), compile_spec_file(b)
-    changes = diff_resolved(pa.resolved_spec, pb.resolved_spec)
+    changes = diff_resolved(a, b)
     if as_json:
         typer.echo(json.dumps({
-            "same_fingerprint": pa.fingerprint == pb.fingerprint,
+            "same_fingerprint": fa == fb,
             "changes": [{"location": loc, "a": x, "b": y} for loc, x, y in changes],
         }))
     else:
         for loc, x, y in changes:
             label = " (not fingerprinted)" if loc.split(".")[0] in UNHASHED_FIELDS else ""
             console.print(f"{loc}{label}: [red]{json.dumps(x)}[/] -> [green]{json.dumps(y)}[/]", highlight=False)
-        verdict = "same fingerprint" if pa.fingerprint == pb.fingerprint else "different fingerprints"
-        console.print(f"{len(changes)} difference(s); {verdict}: {pa.fingerprint[:19]}… vs {pb.fingerprint[:19]}…")
+        verdict = "same fingerprint" if fa == fb else "different fingerprints"
+        console.print(f"{len(changes)} difference(s); {verdict}: {fa[:19]}… vs {fb[:19]}…")
     if changes:
         raise typer.Exit(1)
 

@@ -25,12 +25,14 @@ import io
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
 
 from augledger._canonical import sha256_hex
+from augledger.io.store import LocalStore
 
-__all__ = ["EXPORT_FORMATS", "ONE_FILE_EXPORTS", "ExportEntry", "box_args", "export_digest", "export_files", "image_size", "per_image_path"]
+__all__ = ["EXPORT_FORMATS", "ONE_FILE_EXPORTS", "ExportEntry", "box_args", "export_digest", "export_files", "image_size", "per_image_path", "write_export"]
 
 EXPORT_FORMATS = ("coco", "yolo", "voc", "csv")
 _PER_IMAGE = {"yolo": ".txt", "voc": ".xml"}
@@ -193,3 +195,18 @@ def _csv(entries: Sequence[ExportEntry]) -> bytes:
     for e in entries:
         writer.writerow([e.path, e.key, e.epoch, e.width, e.height, json.dumps(dict(e.targets), sort_keys=True)])
     return buf.getvalue().encode()
+
+
+def write_export(out: Path, fmt: str | None, entries: list[ExportEntry], targets: Mapping[str, Any]) -> dict[str, Any]:
+    """Write the annotations export (removing one-file exports of another format); describe it for the manifest."""
+    folder = LocalStore(out)
+    files = export_files(fmt, entries, **box_args(targets)) if fmt else {}
+    for name in ONE_FILE_EXPORTS:
+        if name not in files:
+            folder.remove(name)
+    if not fmt:
+        return {}
+    for path, data in sorted(files.items()):
+        folder.write(path, data)
+    per_image = sorted(p for p in files if p not in ONE_FILE_EXPORTS)
+    return {"format": fmt, "files": len(files), "sha256": export_digest(files), "per_image": per_image}

@@ -21,12 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from augledger._version import __version__
-from augledger.errors import LedgerError
+from augledger.errors import LedgerError, SpecError
 from augledger.ledger.row import LedgerRow
 from augledger.run.folder import MANIFEST, RUN_INFO
 from augledger.run.sources import SourcesDigest
 
-__all__ = ["MANIFEST_FORMAT", "Summary", "read_manifest", "read_run_info", "run_info"]
+__all__ = ["MANIFEST_FORMAT", "Summary", "read_manifest", "read_run_info", "registry_facts", "run_info"]
 
 #: 2: run facts moved to run.json; ledger digest; stale outputs removed.
 MANIFEST_FORMAT = 2
@@ -133,3 +133,12 @@ def read_run_info(out: str | Path) -> dict[str, Any]:
         return _read_json(Path(out), RUN_INFO, "")
     except LedgerError:
         return {}
+
+
+def registry_facts(provenance: Mapping[str, Any] | None, fingerprint: str) -> dict[str, Any] | None:
+    """The registry facts a manifest records (the registry's location goes to run.json: it is per machine)."""
+    if not provenance:
+        return None
+    if provenance.get("fingerprint") not in (None, fingerprint):
+        raise SpecError(f"provenance names fingerprint {provenance.get('fingerprint')}, but the pipeline is {fingerprint}")
+    return {k: provenance.get(k) for k in ("ref", "name", "version", "state")} | {"fingerprint": fingerprint}

@@ -46,13 +46,10 @@ from augledger.observe.base import RunObserver, RunStart
 from augledger.pipeline import Pipeline
 from augledger.run.engines import Engine, engine_for
 from augledger.run.export import (
-    ONE_FILE_EXPORTS,
     ExportEntry,
-    box_args,
-    export_digest,
-    export_files,
     image_size,
     per_image_path,
+    write_export,
 )
 from augledger.run.folder import (
     MANIFEST,
@@ -67,7 +64,7 @@ from augledger.run.folder import (
     output_name,
 )
 from augledger.run.journal import Journal
-from augledger.run.manifest import MANIFEST_FORMAT, Summary, run_info
+from augledger.run.manifest import MANIFEST_FORMAT, Summary, registry_facts, run_info
 from augledger.run.options import RunOptions
 from augledger.run.plan import plan_run
 from augledger.run.shards import ShardPacker
@@ -113,6 +110,7 @@ def materialize(
     observers: Sequence[RunObserver] = (),
     engine: Engine | None = None,
     command: Sequence[str] | None = None,
+    provenance: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Materialise ``options.copies`` augmented copies of every image under ``source`` into ``out``.
 
@@ -128,6 +126,9 @@ def materialize(
         observers: called as the run starts, as rows are journaled, and when it finishes.
         engine: where the per-sample work runs (default: :func:`~augledger.run.engines.engine_for` ``options.workers``).
         command: the command line to record in ``run.json``.
+        provenance: where the spec came from when it was a registry version
+            (:meth:`augledger.registry.SpecSource.provenance`): the REF as given, the version, its state
+            and fingerprint go into the manifest and the ledger header, the registry's location into ``run.json``.
 
     Returns:
         :class:`RunResult`; ``exit_code`` is 0, or :data:`EXIT_QUARANTINED` if samples were quarantined.
@@ -140,6 +141,7 @@ def materialize(
         Interrupted: SIGINT or SIGTERM; every complete output is journaled for a rerun to resume.
     """
     options = options or RunOptions()
+    reg_facts = registry_facts(provenance, pipeline.fingerprint)
     problem = pipeline.storage_problem()
     if problem:
         raise SpecError(f"this spec cannot be materialised: {problem}")
@@ -243,6 +245,8 @@ def materialize(
                 "env": env.to_dict(),
                 "options": options.identity(),
             }
+            if reg_facts:
+                header["registry"] = reg_facts
             summary = Summary()
             referenced: set[str] = set()
             exported: list[ExportEntry] = []
@@ -267,7 +271,7 @@ def materialize(
                 packer.close()
         finally:
             journal.close()
-        export = _write_export(out, options.export_annotations, exported, targets)
+        export = write_export(out, options.export_annotations, exported, targets)
         referenced.update(export.get("per_image", []))
         removed = 0
         if packer is None:
@@ -296,6 +300,8 @@ def materialize(
         }
         if export:
             manifest["export"] = {k: v for k, v in export.items() if k != "per_image"}
+        if reg_facts:
+            manifest["registry"] = reg_facts
         seconds = time.perf_counter() - t0
         facts = run_info(
             started=started.isoformat(timespec="seconds"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -303,6 +309,8 @@ def materialize(
             out=out, source=src_root, annotations=ann_path, key_column=key_column, masks=masks_root, reused=reused,
             made=counts["outputs"] - reused, removed=removed,
         )
+        if provenance and provenance.get("registry"):
+            facts["registry"] = provenance["registry"]
         folder = LocalStore(out)
         folder.write(RUN_INFO, json.dumps(facts, indent=2, sort_keys=True).encode())
         folder.write(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -313,21 +321,6 @@ def materialize(
     for observer in observers:
         observer.on_finish(manifest)
     return RunResult(out, manifest, facts, quarantined, reused=reused, removed=removed)
-
-
-def _write_export(out: Path, fmt: str | None, entries: list[ExportEntry], targets: Mapping[str, Any]) -> dict[str, Any]:
-    """Write the annotations export (removing one-file exports of another format); describe it for the manifest."""
-    folder = LocalStore(out)
-    files = export_files(fmt, entries, **box_args(targets)) if fmt else {}
-    for name in ONE_FILE_EXPORTS:
-        if name not in files:
-            folder.remove(name)
-    if not fmt:
-        return {}
-    for path, data in sorted(files.items()):
-        folder.write(path, data)
-    per_image = sorted(p for p in files if p not in ONE_FILE_EXPORTS)
-    return {"format": fmt, "files": len(files), "sha256": export_digest(files), "per_image": per_image}
 
 
 def _paths_of(row: LedgerRow) -> list[str]:

@@ -1,0 +1,81 @@
+"""``registry audit``: re-check the history chain, the stored specs and the tables against the history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from augledger.registry.chain import GENESIS, Derived, HistoryEntry, entry_hash, spec_digest
+from augledger.spec import fingerprint_of
+
+__all__ = ["AuditReport", "check_chain", "check_tables"]
+
+
+@dataclass
+class AuditReport:
+    rows: int = 0
+    versions: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def check_chain(rows: list[HistoryEntry], head: str | None, problems: list[str]) -> None:
+    prev = GENESIS
+    for i, e in enumerate(rows, start=1):
+        if e.seq != i:
+            problems.append(f"history row {i} is missing: the rows jump from {i - 1} to {e.seq} (a row was removed)")
+            return
+        if e.prev_hash != prev:
+            problems.append(f"{e.describe()}: prev_hash does not match row {i - 1}'s hash (a row before it was edited, "
+                            "removed or reordered)")
+            return
+        if entry_hash(e.hashed()) != e.hash:
+            problems.append(f"{e.describe()}: its content does not match its hash (the row was edited)")
+            return
+        prev = e.hash
+    if head != prev:
+        problems.append(f"the registry's head hash does not match the last history row ({len(rows)}): rows were "
+                        "removed from the end, or the head was edited")
+
+
+def check_tables(derived: Derived, meta: Mapping[str, str], stored: list[Any], alias_rows: list[Any],
+                  problems: list[str]) -> None:
+    if derived.single_user is not None and (meta.get("single_user") == "1") != derived.single_user:
+        problems.append("the registry's single_user setting differs from the one its history was created with "
+                        "(four-eyes approval was switched off by editing the database)")
+    seen: set[tuple[str, int]] = set()
+    for row in stored:
+        ref, key = f"{row.name}@{row.version}", (row.name, int(row.version))
+        seen.add(key)
+        added = derived.added.get(key)
+        if added is None:
+            problems.append(f"{ref} has no 'add' row in the history (it was inserted outside the registry)")
+            continue
+        try:
+            fingerprint = fingerprint_of(json.loads(row.spec))
+        except (ValueError, TypeError, AttributeError):
+            problems.append(f"the stored spec of {ref} is not valid JSON any more (edited outside the registry)")
+            continue
+        if fingerprint != row.fingerprint or row.fingerprint != added.detail.get("fingerprint"):
+            problems.append(f"the stored spec of {ref} does not match its fingerprint {added.detail.get('fingerprint')} "
+                            f"(it now hashes to {fingerprint}): the spec or fingerprint was edited")
+        elif spec_digest(row.spec) != added.detail.get("spec_digest"):
+            problems.append(f"the stored spec of {ref} differs from the one added in {added.describe()} "
+                            "(an unfingerprinted field such as the seed or description was edited)")
+        state = derived.states.get(key)
+        if state != row.state:
+            problems.append(f"{ref} is {row.state!r} in the versions table but {state!r} by its history "
+                            "(the state was edited outside the registry)")
+    for gone in sorted(set(derived.added) - seen):
+        problems.append(f"{gone[0]}@{gone[1]} was added ({derived.added[gone].describe()}) but is gone from the versions table")
+    table: dict[tuple[str, str], int | None] = {(str(r.name), str(r.alias)): int(r.version) for r in alias_rows}
+    history = {k: target for k, (target, _prev) in derived.aliases.items()}
+    for alias in sorted(set(table) | set(history)):
+        if table.get(alias) != history.get(alias):
+            problems.append(f"alias {alias[0]}@{alias[1]} points at {table.get(alias)} in the aliases table but "
+                            f"{history.get(alias)} by its history (moved outside the registry)")
