@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := image,torch,webdataset,test
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint typecheck bench clean
+.PHONY: venv demo test lint typecheck postgres bench clean
 
 $(STAMP): pyproject.toml constraints/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,8 +27,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(PY) -m mypy
 
-## make test: lint, strict typing, and the whole test suite
-test: lint typecheck
+## make postgres: PostgreSQL's server programs, for the tests' own throwaway server (apt-get when root)
+postgres:
+	.ci/ensure-postgres
+
+## make test: lint, strict typing, and the whole test suite (against SQLite and a real PostgreSQL server)
+test: lint typecheck postgres
 	$(PY) -m pytest -q -n $(PYTEST_WORKERS) tests
 
 bench: $(STAMP)

@@ -1,9 +1,10 @@
-"""Shared fixtures: real sample images, a standard spec, and a sentinel on global RNG state."""
+"""Shared fixtures: real sample images, a standard spec, a sentinel on global RNG state, a PostgreSQL server."""
 
 from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
@@ -13,6 +14,7 @@ import pytest
 
 import augledger
 from helpers import STANDARD_SPEC
+from pgserver import PostgresServer, find_pg_bin
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -67,3 +69,32 @@ def photos() -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def standard_pipeline() -> augledger.Pipeline:
     return augledger.compile(augledger.parse_spec(STANDARD_SPEC))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server of this test session's own (tests/pgserver.py), stopped and removed at the end.
+
+    Under pytest-xdist each worker starts its own (about a second: initdb and start-up), in its own folder
+    under /dev/shm or /tmp, on its own port. No PostgreSQL installed is a failure, not a skip: ``make test`` installs it.
+    """
+    if find_pg_bin() is None:
+        pytest.fail(
+            "PostgreSQL is not installed (no initdb/pg_ctl/postgres on PATH or in /usr/lib/postgresql/*/bin); "
+            "the registry tests need a real server: run `make postgres` (or `apt-get install postgresql`)",
+            pytrace=False,
+        )
+    with PostgresServer() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer, request: pytest.FixtureRequest) -> Iterator[str]:
+    """SQLAlchemy URL (``postgresql+psycopg://...``) of a new, empty database of this test's own.
+
+    The database is dropped after the test, with any connection the test left open (dispose your engines).
+    """
+    name = postgres_server.unique_name(request.node.name)
+    url = postgres_server.new_database(name)
+    yield url
+    postgres_server.drop_database(name)

@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("augledger.ops",),
     ("augledger.env",),
     ("augledger.record", "augledger.pipeline"),
+    ("augledger.variants",),
     ("augledger.ledger", "augledger.registry"),
     ("augledger.observe",),
     ("augledger.run",),

@@ -42,6 +42,7 @@ from augledger.record import Augmented, Record, sample_digest
 from augledger.registry.refs import load_spec
 from augledger.seeding import seed_for
 from augledger.spec import OpSpec, PipelineSpec, loads_spec, parse_spec
+from augledger.variants import Variants
 
 #: ``augledger.compile(spec)``: the short name the docs use for :func:`compile_spec`. Not in
 #: ``__all__``: ``from augledger import *`` must not shadow the builtin ``compile``.
@@ -74,6 +75,7 @@ __all__ = [
     "SpecError",
     "UnknownOpError",
     "UnsafePath",
+    "Variants",
     "WorkerError",
     "__version__",
     "compile_spec",

@@ -133,6 +133,14 @@ class Pipeline:
         """:meth:`sample_seed` as the 32 hex digits records and ledgers store."""
         return f"{self._derive_seed(epoch=epoch, key=key):032x}"
 
+    def variant_of(self, key: str) -> str | None:
+        """``None``: one pipeline has no variants (:class:`augledger.Variants` routes keys to several)."""
+        return None
+
+    def arm(self, key: str) -> Pipeline:
+        """The pipeline that augments ``key``: this one (see :class:`augledger.Variants`)."""
+        return self
+
     def __repr__(self) -> str:
         n_ops = len(self._resolved["ops"])
         return f"Pipeline(name={self.name!r}, fingerprint={self._fingerprint[:19]}..., ops={n_ops})"

@@ -126,6 +126,7 @@ def replay_cmd(
             mask_file.write_bytes(replayed.mask)
             written.append(str(mask_file))
     typer.echo(json.dumps({"key": key, "copy": copy, "seed": row["seed"], "output_digest": row["output_digest"],
+                           "fingerprint": row.get("fingerprint"), "variant": row.get("variant"),
                            "stored_matches": replayed.stored_matches, "written_to": written or None,
                            "ops": replayed.ops}, indent=2))
 

@@ -94,9 +94,46 @@ class ProgressObserver:
 
 
 def _version_label(manifest: Mapping[str, Any]) -> str:
-    reg = manifest.get("registry")
+    reg = manifest.get("registry") or {}
     short = f"{manifest['fingerprint'][:19]}…"
-    return f"{reg['name']}@{reg['version']} ({short})" if reg else short
+    label = f"{reg['name']}@{reg['version']} ({short})" if reg.get("name") else short
+    return f"variants {short}, control {label}" if manifest.get("variants") else label
+
+
+def _variants(control: Any, provenance: dict[str, Any] | None, given: Sequence[str], salt: str, *,
+              require_approved: bool) -> tuple[Any, dict[str, Any] | None]:
+    """Build :class:`~augledger.Variants` from ``--variant NAME=SPEC|REF:WEIGHT`` options (the rest is 'control')."""
+    from augledger.errors import SpecError
+    from augledger.variants import Variants
+
+    pipes: dict[str, Any] = {"control": control}
+    weights: dict[str, float] = {}
+    sources: dict[str, Any] = {}
+    for text in given:
+        name, eq, rest = text.partition("=")
+        ref, colon, weight_text = rest.rpartition(":")
+        if not eq or not colon or not name or not ref:
+            raise typer.BadParameter(f"must be NAME=SPEC|REF:WEIGHT, e.g. candidate=digits@3:0.1; got {text!r}",
+                                     param_hint="--variant")
+        if name in pipes:
+            raise typer.BadParameter(f"variant name {name!r} is used twice ('control' is SPEC's)", param_hint="--variant")
+        try:
+            weights[name] = float(weight_text)
+        except ValueError:
+            raise typer.BadParameter(f"weight {weight_text!r} of {name!r} is not a number", param_hint="--variant") from None
+        sources[name], pipes[name] = resolve_spec_arg(ref, require_approved=require_approved)
+    rest_share = 1.0 - sum(weights.values())
+    if not 0 < rest_share < 1:
+        raise typer.BadParameter(f"the variants' weights must sum to less than 1 (the rest goes to 'control'); "
+                                 f"they sum to {sum(weights.values()):g}", param_hint="--variant")
+    try:
+        variants = Variants(pipes, weights={"control": rest_share, **weights}, salt=salt)
+    except SpecError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--variant") from None
+    others = {name: src.provenance() for name, src in sources.items() if src.provenance()}
+    if others:
+        provenance = {**(provenance or {}), "variants": others}
+    return variants, provenance
 
 
 def parse_workers(value: str) -> int:
@@ -133,6 +170,8 @@ def run(
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
     export_annotations: Annotated[str | None, typer.Option(metavar="coco|yolo|voc|csv", help="Also write the transformed boxes and labels of every output: coco (annotations.coco.json), yolo (a .txt beside each image, classes.txt), voc (an .xml beside each image) or csv (annotations.csv).", show_default=False)] = None,
     input_digests: Annotated[bool, typer.Option("--input-digests", help="Also record each decoded image's digest (input_digest), which joins the ledger with online ledgers by content (~5% more CPU).")] = False,
+    variant: Annotated[list[str] | None, typer.Option("--variant", metavar="NAME=SPEC|REF:WEIGHT", help="A/B or canary: route this share of the keys (by a stable hash of the key and --salt) to another pipeline, e.g. candidate=digits@3:0.1; repeatable. The rest goes to SPEC as 'control'.", show_default=False)] = None,
+    salt: Annotated[str, typer.Option("--salt", help="Mixed into the variant routing hash; another salt assigns keys independently.")] = "",
     require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -156,11 +195,14 @@ def run(
     except ValueError as exc:  # RunOptions names the option and the allowed values
         raise typer.BadParameter(str(exc)) from None
     spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved)
+    provenance = spec_source.provenance()
+    if variant:
+        pipe, provenance = _variants(pipe, provenance, variant, salt, require_approved=require_approved)
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     try:
         result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
                              key_column=key_column, observers=[progress], command=["augledger", *sys.argv[1:]],
-                             provenance=spec_source.provenance())
+                             provenance=provenance)
     finally:
         progress.close()
     m = result.manifest
@@ -172,6 +214,10 @@ def run(
         c = m["counts"]
         console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
                       f"pipeline {_version_label(m)}, seed {m['seed']}", highlight=False)
+        for name, vc in c.get("variants", {}).items():
+            weight = m["variants"]["variants"][[v["name"] for v in m["variants"]["variants"]].index(name)]["weight"]
+            console.print(f"  variant {escape(name)} ({weight:g}): {vc['ok']} outputs, {vc['quarantined']} quarantined",
+                          highlight=False)
         if result.reused:
             console.print(f"resumed: {result.reused} output(s) were already complete and verified; "
                           f"{c['outputs'] - result.reused} made now", highlight=False)

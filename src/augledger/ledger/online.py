@@ -21,8 +21,8 @@ from augledger.env import EnvStamp
 from augledger.errors import FingerprintConflict, LoaderError
 from augledger.ledger.parts import PartFiles, host_name
 from augledger.ledger.row import LedgerRow
-from augledger.pipeline import Pipeline
 from augledger.record import Augmented, Record, plain_json, sample_digest
+from augledger.variants import Augmenter, Variants
 
 __all__ = ["OnlineLedger", "fill_ops", "in_ledger_sample", "online_row"]
 
@@ -65,6 +65,7 @@ def online_row(
         source_digest=source_digest,
         input_digest=sample_digest({"image": source["image"]}) if digests and "image" in source else None,
         output_digest=sample_digest(result.sample) if digests else None,
+        fingerprint=record.fingerprint,
     )
     return row, record
 
@@ -105,7 +106,7 @@ class OnlineLedger:
     """
 
     def __init__(
-        self, directory: str | Path, pipeline: Pipeline, *, sample_rate: float = 1.0, digests: bool = False
+        self, directory: str | Path, pipeline: Augmenter, *, sample_rate: float = 1.0, digests: bool = False
     ) -> None:
         numeric = isinstance(sample_rate, (int, float)) and not isinstance(sample_rate, bool)
         if not numeric or not 0.0 <= sample_rate <= 1.0:
@@ -117,6 +118,7 @@ class OnlineLedger:
         self.seed = pipeline.seed
         self._modality = pipeline.modality
         self._resolved_spec = pipeline.resolved_spec
+        self._variants = pipeline.describe() if isinstance(pipeline, Variants) else None
         self._seed_of = pipeline.sample_seed
         self._parts = PartFiles(self.directory)
         self._claim_directory()
@@ -181,4 +183,6 @@ class OnlineLedger:
             "resolved_spec": self._resolved_spec,
             "env": EnvStamp.current(self._modality).to_dict(),
         }
+        if self._variants is not None:
+            header["variants"] = self._variants
         return self._parts.merge(self.directory / "ledger.parquet" if path is None else path, header)

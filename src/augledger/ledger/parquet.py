@@ -30,7 +30,8 @@ from augledger.ledger.row import COLUMNS, LedgerRow
 __all__ = ["LEDGER_FORMAT", "Ledger", "LedgerWriter", "as_row", "read_ledger", "write_ledger"]
 
 #: Version of the ledger layout, stored in every header. 2: ``input_digest`` column.
-LEDGER_FORMAT = 2
+#: 3: rows carry their own fingerprint and variant.
+LEDGER_FORMAT = 3
 _META_KEY = b"augledger"
 
 

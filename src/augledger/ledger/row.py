@@ -48,6 +48,9 @@ class LedgerRow:
             annotation columns carried through, or ``None``.
         source_digest, input_digest, output_digest: see the module docstring.
         output_path: where the output is stored, relative to the output folder (``None`` online).
+        fingerprint: the pipeline version that made this row (``None`` for an original kept as is).
+            With :class:`~augledger.Variants` each row has its own variant's.
+        variant: the variant the key was routed to (``None`` without variants).
     """
 
     key: str
@@ -62,6 +65,8 @@ class LedgerRow:
     input_digest: str | None = None
     output_path: str | None = None
     output_digest: str | None = None
+    fingerprint: str | None = None
+    variant: str | None = None
 
     @classmethod
     def quarantined(

@@ -41,9 +41,15 @@ class Summary:
         self._sources = SourcesDigest()
         self._key: str | None = None
         self._key_digests: set[str] = set()
+        #: variant -> {"outputs", "ok", "quarantined"} (runs with variants only).
+        self.variants: dict[str, dict[str, int]] = {}
 
     def add(self, row: LedgerRow) -> None:
         self.outputs += 1
+        if row.variant is not None:
+            counts = self.variants.setdefault(row.variant, {"outputs": 0, "ok": 0, "quarantined": 0})
+            counts["outputs"] += 1
+            counts["ok" if row.ok else "quarantined"] += 1
         if row.ok:
             self.ok += 1
         else:
@@ -65,13 +71,16 @@ class Summary:
         self._key = None
         return self._sources.hexdigest()
 
-    def counts(self) -> dict[str, int]:
-        return {
+    def counts(self) -> dict[str, Any]:
+        counts: dict[str, Any] = {
             "outputs": self.outputs,
             "ok": self.ok,
             "quarantined": len(self.quarantined),
             "quarantined_keys": len({q["key"] for q in self.quarantined}),
         }
+        if self.variants:
+            counts["variants"] = {name: dict(c) for name, c in sorted(self.variants.items())}
+        return counts
 
 
 def run_info(
@@ -135,10 +144,24 @@ def read_run_info(out: str | Path) -> dict[str, Any]:
         return {}
 
 
-def registry_facts(provenance: Mapping[str, Any] | None, fingerprint: str) -> dict[str, Any] | None:
-    """The registry facts a manifest records (the registry's location goes to run.json: it is per machine)."""
+def registry_facts(provenance: Mapping[str, Any] | None, fingerprints: Mapping[str, str]) -> dict[str, Any] | None:
+    """The registry facts a manifest records (the registry's location goes to run.json: it is per machine).
+
+    ``provenance`` describes the main spec, and under ``variants`` (name -> provenance) the other
+    variants' specs; ``fingerprints`` maps ``""`` (the main spec) and each variant's name to the
+    fingerprint it compiled to, which each provenance must name.
+    """
     if not provenance:
         return None
-    if provenance.get("fingerprint") not in (None, fingerprint):
-        raise SpecError(f"provenance names fingerprint {provenance.get('fingerprint')}, but the pipeline is {fingerprint}")
-    return {k: provenance.get(k) for k in ("ref", "name", "version", "state")} | {"fingerprint": fingerprint}
+
+    def facts(given: Mapping[str, Any], name: str) -> dict[str, Any]:
+        fingerprint = fingerprints[name]
+        if given.get("fingerprint") not in (None, fingerprint):
+            raise SpecError(f"provenance names fingerprint {given.get('fingerprint')}, but the pipeline is {fingerprint}")
+        return {k: given.get(k) for k in ("ref", "name", "version", "state")} | {"fingerprint": fingerprint}
+
+    out = facts(provenance, "") if provenance.get("name") is not None else {}
+    others = {name: facts(p, name) for name, p in (provenance.get("variants") or {}).items() if p}
+    if others:
+        out["variants"] = others
+    return out or None

@@ -43,7 +43,6 @@ from augledger.io.store import LocalStore, check_relative
 from augledger.ledger.parquet import LedgerWriter
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunObserver, RunStart
-from augledger.pipeline import Pipeline
 from augledger.run.engines import Engine, engine_for
 from augledger.run.export import (
     ExportEntry,
@@ -71,6 +70,7 @@ from augledger.run.shards import ShardPacker
 from augledger.run.sources import FolderSource, load_annotations
 from augledger.run.stopping import StopSignals
 from augledger.run.work import SampleJob, label_fields
+from augledger.variants import Augmenter, Variants
 
 __all__ = ["EXIT_QUARANTINED", "RunResult", "materialize"]
 
@@ -99,7 +99,7 @@ class RunResult:
 
 
 def materialize(
-    pipeline: Pipeline,
+    pipeline: Augmenter,
     source: str | Path,
     out: str | Path,
     *,
@@ -141,7 +141,8 @@ def materialize(
         Interrupted: SIGINT or SIGTERM; every complete output is journaled for a rerun to resume.
     """
     options = options or RunOptions()
-    reg_facts = registry_facts(provenance, pipeline.fingerprint)
+    reg_facts = registry_facts(provenance, {"": pipeline.control.fingerprint if isinstance(pipeline, Variants) else
+                                            pipeline.fingerprint, **_arms(pipeline)})
     problem = pipeline.storage_problem()
     if problem:
         raise SpecError(f"this spec cannot be materialised: {problem}")
@@ -247,6 +248,8 @@ def materialize(
             }
             if reg_facts:
                 header["registry"] = reg_facts
+            if isinstance(pipeline, Variants):
+                header["variants"] = pipeline.describe()
             summary = Summary()
             referenced: set[str] = set()
             exported: list[ExportEntry] = []
@@ -302,6 +305,8 @@ def materialize(
             manifest["export"] = {k: v for k, v in export.items() if k != "per_image"}
         if reg_facts:
             manifest["registry"] = reg_facts
+        if isinstance(pipeline, Variants):
+            manifest["variants"] = header["variants"]
         seconds = time.perf_counter() - t0
         facts = run_info(
             started=started.isoformat(timespec="seconds"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -345,6 +350,10 @@ def _check_export_names(options: RunOptions, keys: Sequence[str]) -> None:
                 "rename one of them, or export coco or csv"
             )
         seen[path] = key
+
+
+def _arms(pipeline: Augmenter) -> dict[str, str]:
+    return {n: p.fingerprint for n, p in pipeline.pipelines.items()} if isinstance(pipeline, Variants) else {}
 
 
 def _file_digest(path: Path | None) -> str | None:

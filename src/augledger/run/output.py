@@ -19,13 +19,12 @@ from augledger.env import EnvStamp
 from augledger.errors import LedgerError
 from augledger.io.codecs import Annotation
 from augledger.ledger.parquet import read_ledger
-from augledger.pipeline import Pipeline, compile_spec
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name
 from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.options import RunOptions
 from augledger.run.sources import load_annotations
 from augledger.run.work import SampleJob, label_fields
-from augledger.spec import parse_spec
+from augledger.variants import Augmenter, compile_recorded
 
 __all__ = ["OutputFolder", "Rederived", "comparable_targets"]
 
@@ -55,7 +54,7 @@ class OutputFolder:
                 f"ledger fingerprint {self.ledger.fingerprint} does not match the manifest's "
                 f"{self.manifest['fingerprint']}: the folder was modified by hand"
             )
-        self.pipeline: Pipeline = compile_spec(parse_spec(self.manifest["resolved_spec"]))
+        self.pipeline: Augmenter = compile_recorded(self.manifest)
         self.options = RunOptions(**self.manifest["options"])
         recorded = self.run.get("source")
         if source is None and recorded is None:

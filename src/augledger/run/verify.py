@@ -22,12 +22,10 @@ from augledger.env import EnvStamp
 from augledger.errors import LedgerError, Quarantined, SampleError, UnsafePath
 from augledger.ledger.online import in_ledger_sample
 from augledger.ledger.parquet import Ledger, read_ledger
-from augledger.pipeline import compile_spec
 from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
-from augledger.run.folder import data_files, mask_of
+from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
 from augledger.run.output import OutputFolder, comparable_targets
-from augledger.seeding import seed_for
-from augledger.spec import parse_spec
+from augledger.variants import Augmenter, compile_recorded
 
 __all__ = ["Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
 
@@ -76,7 +74,7 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
     """
     header = ledger.header
     report = VerifyReport(fingerprint=str(header.get("fingerprint", "")))
-    pipeline = compile_spec(parse_spec(header["resolved_spec"]))
+    pipeline = compile_recorded(header)
     if "env" in header:
         report.env_differences = EnvStamp.from_dict(header["env"]).describe_differences(EnvStamp.current(pipeline.modality))
     if pipeline.fingerprint != report.fingerprint:
@@ -85,7 +83,7 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
             "the backend's defaults differ in this environment"
         )))
         return report
-    seed, rate = int(header["seed"]), float(header.get("sample_rate", 1.0))
+    rate = float(header.get("sample_rate", 1.0))
     rows = ledger.rows()
     seen: set[tuple[str, int]] = set()
     for row in rows:
@@ -96,8 +94,11 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
     for row in _pick(rows, sample):
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
-        expected = f"{seed_for(report.fingerprint, seed=seed, epoch=epoch, key=key):032x}"
-        if row["seed"] != expected:
+        expected = pipeline.sample_seed_hex(key=key, epoch=epoch)
+        routing = _routing_problem(pipeline, row)
+        if routing:
+            report.problems.append(Problem(key, epoch, routing))
+        elif row["seed"] != expected:
             report.problems.append(Problem(key, epoch, (
                 f"seed {row['seed']} is not the one derived for this key and epoch ({expected}): "
                 "the row was edited or belongs to another pipeline"
@@ -216,10 +217,25 @@ def _check_export(ds: OutputFolder, export: Mapping[str, Any], entries: list[Exp
             report.problems.append(Problem("*", 0, f"{export['format']} export file {path} does not match the ledger"))
 
 
+def _routing_problem(pipeline: Augmenter, row: Mapping[str, Any]) -> str | None:
+    """Why a row's fingerprint or variant is not the one its key routes to (``None`` when it is)."""
+    if row["epoch"] == ORIGINAL_EPOCH:
+        return None
+    arm, variant = pipeline.arm(row["key"]).fingerprint, pipeline.variant_of(row["key"])
+    if row.get("fingerprint") in (None, arm) and row.get("variant") == variant:
+        return None
+    return (f"is recorded as made by {row.get('variant') or 'pipeline'} {row.get('fingerprint')}, but the key routes "
+            f"to {variant or 'pipeline'} {arm}: the row was edited or belongs to another experiment")
+
+
 def _check_rows(ds: OutputFolder, rows: Iterable[Mapping[str, Any]], report: VerifyReport) -> None:
     for row in rows:
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
+        routing = _routing_problem(ds.pipeline, row)
+        if routing:
+            report.problems.append(Problem(key, epoch, routing))
+            continue
         stored = ds.stored_output(row["output_path"])
         if stored is None:
             report.problems.append(Problem(key, epoch, f"output {row['output_path']} is missing"))

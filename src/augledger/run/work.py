@@ -21,10 +21,10 @@ from augledger.errors import Quarantined, SampleError, UnsafePath
 from augledger.io.codecs import Annotation, Codec, Encoded, get_codec
 from augledger.io.store import LocalStore, Store
 from augledger.ledger.row import LedgerRow
-from augledger.pipeline import Pipeline
 from augledger.record import Augmented, Record, plain_json, sample_digest
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name, output_name
 from augledger.run.options import RunOptions
+from augledger.variants import Augmenter
 
 __all__ = ["Output", "Prepared", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
 
@@ -76,7 +76,7 @@ def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
 class SampleJob:
     """What a worker needs to make outputs: pipeline, source, masks folder and options. Picklable."""
 
-    pipeline: Pipeline
+    pipeline: Augmenter
     source_root: str
     options: RunOptions
     masks_root: str | None = None
@@ -178,9 +178,14 @@ class SampleJob:
             # Only quarantine rows need it here; an ok row takes the seed from its record.
             return None if epoch == ORIGINAL_EPOCH else pipe.sample_seed_hex(key=key, epoch=epoch)
 
+        # Every augmented row, quarantined ones too, names the pipeline version and variant of its key.
+        fingerprint, variant = pipe.arm(key).fingerprint, pipe.variant_of(key)
+
         def quarantine(epoch: int, reason: str, message: str, source_digest: str | None, payload: Any = None) -> Output:
-            return Output(LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message, source_digest=source_digest),
-                          payload=payload)
+            row = LedgerRow.quarantined(key, epoch, seed_hex(epoch), reason, message, source_digest=source_digest)
+            if epoch != ORIGINAL_EPOCH:
+                row.fingerprint, row.variant = fingerprint, variant
+            return Output(row, payload=payload)
 
         def quarantine_all(reason: str, message: str, source_digest: str | None) -> list[Output]:
             log.warning("quarantined %s: %s: %s", key, reason, message)
@@ -242,7 +247,7 @@ class SampleJob:
             files += [mask] if mask else []
             row = LedgerRow(key, epoch, result.record.seed, note=note,
                             targets=self.targets_json(result.sample, task.annotation, mask, mask_digest),
-                            source_digest=src, output_path=rel)
+                            source_digest=src, output_path=rel, fingerprint=fingerprint, variant=variant)
             outputs.append(Output(row, result.record, files, payload))
         return outputs
 

@@ -20,10 +20,10 @@ from augledger.io.codecs import find_codec
 from augledger.ledger.online import OnlineLedger, fill_ops, online_row
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunObserver, RunStart
-from augledger.pipeline import Pipeline
 from augledger.record import Record
 from augledger.run.online.samplers import check_count
 from augledger.spec import SPLITS
+from augledger.variants import Augmenter
 
 __all__ = ["Core", "DefaultAdapter", "FromSample", "SharedEpoch", "ToSample", "check_split"]
 
@@ -88,7 +88,7 @@ class Core:
 
     def __init__(
         self,
-        pipeline: Pipeline | None,
+        pipeline: Augmenter | None,
         *,
         split: str,
         to_sample: ToSample | None,
@@ -142,8 +142,10 @@ class Core:
             sample = self.to_sample(item)
         result = self.pipeline.apply(sample, key=key, epoch=epoch)  # type: ignore[union-attr]
         if pending is not None and (self.observers or self.ledger is None or self.ledger.keeps(result.record.seed)):
-            pending.append(online_row(sample, result, digests=self._digests, source_digest=source_digest,
-                                      stored_fields=self._stored))
+            row_and_record = online_row(sample, result, digests=self._digests, source_digest=source_digest,
+                                        stored_fields=self._stored)
+            row_and_record[0].variant = self.pipeline.variant_of(key)  # type: ignore[union-attr]
+            pending.append(row_and_record)
         return self.from_sample(result.sample, item)
 
     def commit(self, pending: Pending) -> None:

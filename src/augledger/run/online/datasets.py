@@ -13,6 +13,7 @@ from augledger.ledger.online import OnlineLedger
 from augledger.observe.base import RunObserver
 from augledger.pipeline import Pipeline
 from augledger.run.online.core import Core, FromSample, Pending, ToSample, check_split
+from augledger.variants import Augmenter, Variants
 
 __all__ = ["AugmentedDataset", "KeySpec"]
 
@@ -55,7 +56,7 @@ class AugmentedDataset(Dataset[Any]):
     def __init__(
         self,
         dataset: Dataset[Any] | Sequence[Any],
-        pipeline: Pipeline,
+        pipeline: Augmenter,
         *,
         key: KeySpec,
         split: str = "train",
@@ -64,7 +65,7 @@ class AugmentedDataset(Dataset[Any]):
         ledger: OnlineLedger | None = None,
         observers: Sequence[RunObserver] = (),
     ) -> None:
-        if not isinstance(pipeline, Pipeline):
+        if not isinstance(pipeline, (Pipeline, Variants)):
             raise LoaderError(
                 "pipeline must be an augledger Pipeline (build it with augledger.compile(spec)); "
                 f"got {type(pipeline).__name__}"
@@ -90,7 +91,7 @@ class AugmentedDataset(Dataset[Any]):
     def _setup(
         self,
         dataset: Dataset[Any] | Sequence[Any],
-        pipeline: Pipeline | None,
+        pipeline: Augmenter | None,
         key: KeySpec | None,
         split: str,
         to_sample: ToSample | None,
@@ -127,7 +128,7 @@ class AugmentedDataset(Dataset[Any]):
             )
 
     @property
-    def pipeline(self) -> Pipeline | None:
+    def pipeline(self) -> Augmenter | None:
         return self._core.pipeline
 
     @property

@@ -16,8 +16,8 @@ from augledger._canonical import sha256_hex
 from augledger.errors import LoaderError, SampleError
 from augledger.ledger.online import OnlineLedger
 from augledger.observe.base import RunObserver
-from augledger.pipeline import Pipeline
 from augledger.run.online.core import Core, FromSample, Pending, SharedEpoch, ToSample, check_split
+from augledger.variants import Augmenter
 
 __all__ = ["AugmentedIterableDataset", "WdsMapper", "wds_mapper"]
 
@@ -78,7 +78,7 @@ class AugmentedIterableDataset(_StreamStage, IterableDataset[Any]):
     def __init__(
         self,
         source: Iterable[Any],
-        pipeline: Pipeline,
+        pipeline: Augmenter,
         *,
         key: str | Callable[[Any], str] = "__key__",
         split: str = "train",
@@ -140,7 +140,7 @@ class WdsMapper(_StreamStage):
 
     def __init__(
         self,
-        pipeline: Pipeline,
+        pipeline: Augmenter,
         *,
         epoch: int = 0,
         image: str = "png;jpg;jpeg",
@@ -192,7 +192,7 @@ class WdsMapper(_StreamStage):
 
 
 def wds_mapper(
-    pipeline: Pipeline,
+    pipeline: Augmenter,
     *,
     epoch: int = 0,
     image: str = "png;jpg;jpeg",
