@@ -28,6 +28,16 @@ STANDARD_SPEC: dict[str, Any] = {
     ],
 }
 
+def standard_spec(rotate: int = 15, **changes: Any) -> dict[str, Any]:
+    """:data:`STANDARD_SPEC` with another Affine rotation range and top-level fields changed."""
+    import copy
+
+    data = copy.deepcopy(STANDARD_SPEC)
+    data["ops"][1]["params"]["rotate"] = [-rotate, rotate]
+    data.update(changes)
+    return data
+
+
 #: The pipeline of the run tests.
 SPEC: dict[str, Any] = {
     "schema": 1,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -12,7 +13,7 @@ import pytest
 
 from augledger.errors import AuditFailure
 from augledger.registry import Registry
-from test_registry_core import spec
+from helpers import standard_spec as spec
 
 
 @pytest.fixture
@@ -128,7 +129,7 @@ def test_two_concurrent_writer_processes_lose_no_move(backend: Any) -> None:
     for alias in ("production", "staging"):
         chain = [h for h in moves if h.detail["alias"] == alias]
         # No lost update: each move starts from where the one before it left the alias.
-        for before, after in zip(chain, chain[1:], strict=False):
+        for before, after in itertools.pairwise(chain):
             assert after.detail["from"] == before.detail["to"], (before, after)
         assert aliases[("digits-train", alias)][0] == chain[-1].detail["to"]
         assert aliases[("digits-train", alias)][1] == chain[-1].detail["from"]

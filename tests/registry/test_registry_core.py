@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import itertools
 import re
 from typing import Any
@@ -12,15 +11,7 @@ import pytest
 import augledger
 from augledger.errors import LifecycleError, RegistryError
 from augledger.registry import STATES, TRANSITIONS, Registry, parse_ref
-from helpers import STANDARD_SPEC
-
-
-def spec(rotate: int = 15, **changes: Any) -> dict[str, Any]:
-    data = copy.deepcopy(STANDARD_SPEC)
-    data["ops"][1]["params"]["rotate"] = [-rotate, rotate]
-    data.update(changes)
-    return data
-
+from helpers import standard_spec as spec
 
 YAML_A = """
 schema: 1
