@@ -143,3 +143,52 @@ def test_audit_cli_names_the_edited_row(team: Path) -> None:
     assert "audit failed: history row 3 (" in audit.stderr and "the row was edited" in audit.stderr
     as_json = json.loads(cli("registry", "audit", "--json", cwd=team).stdout)
     assert as_json["ok"] is False and as_json["problems"][0].startswith("history row 3")
+
+
+def test_canary_run_same_for_any_worker_count_and_replays_both_variants(team: Path) -> None:
+    from helpers import make_source, tree_digests
+
+    make_source(team / "many", 24)
+    cli("registry", "add", "mild.yaml", cwd=team)
+    cli("registry", "add", "strong.yaml", cwd=team)
+    cli("registry", "alias", "digits", "production", "1", cwd=team)
+    args = ("run", "digits@production", "--variant", "candidate=digits@2:0.25", "--salt", "exp-42", "--source", "many",
+            "--copies", "2")
+    one = cli(*args, "--out", "w1", "--workers", "1", cwd=team)
+    two = cli(*args, "--out", "w2", "--workers", "2", cwd=team)
+    assert one.returncode == two.returncode == 0, one.stderr + two.stderr
+    assert "variant candidate (0.25):" in one.stdout and "variant control (0.75):" in one.stdout
+    assert tree_digests(team / "w1") == tree_digests(team / "w2")
+    manifest = json.loads((team / "w1" / "manifest.json").read_text())
+    counts = manifest["counts"]["variants"]
+    assert set(counts) == {"control", "candidate"} and sum(c["ok"] for c in counts.values()) == 48
+    assert manifest["registry"]["ref"] == "digits@production"
+    assert manifest["registry"]["variants"]["candidate"]["ref"] == "digits@2"
+    assert cli("verify", "w1", cwd=team).returncode == 0
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(team / "w1" / "ledger.parquet").to_pylist()
+    for name in ("control", "candidate"):
+        row = next(r for r in rows if r["variant"] == name)
+        replay = cli("replay", "w1", row["key"], "--copy", str(row["epoch"]), cwd=team)
+        assert replay.returncode == 0, replay.stderr
+        shown = json.loads(replay.stdout)
+        assert (shown["variant"], shown["fingerprint"], shown["stored_matches"]) == (name, row["fingerprint"], True)
+    bad = cli("run", "digits@1", "--variant", "candidate=digits@2:1.5", "--source", "many", "--out", "w3", cwd=team)
+    assert bad.returncode == 2 and "must sum to less than 1" in bad.stderr
+    bad = cli("run", "digits@1", "--variant", "digits@2", "--source", "many", "--out", "w3", cwd=team)
+    assert bad.returncode == 2 and "NAME=SPEC|REF:WEIGHT" in bad.stderr
+
+
+def test_card_of_a_ref_and_of_an_unregistered_file(team: Path) -> None:
+    cli("registry", "add", "mild.yaml", "--note", "baseline", cwd=team)
+    cli("registry", "promote", "digits@1", "--reason", "reviewed the grid", cwd=team, user="bob")
+    image = next((team / "src").rglob("*.png"))
+    made = cli("card", "digits@1", "-o", "cards/digits.md", "--preview", str(image), cwd=team)
+    assert made.returncode == 0, made.stderr
+    text = (team / "cards" / "digits.md").read_text()
+    assert "reviewed the grid" in text and "| bob |" in text and "approved" in text and "baseline" in text
+    assert (team / "cards" / "digits.preview.png").is_file() and "digits.preview.png" in text
+    file_card = cli("card", "strong.yaml", "-o", "strong.md", cwd=team)
+    assert file_card.returncode == 0 and "not registered" in file_card.stdout
+    assert "not registered" in (team / "strong.md").read_text()

@@ -1,0 +1,65 @@
+"""``augledger card``: the pipeline card, the governance document a review asks for."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.markup import escape
+
+from augledger.cli._app import SpecArg, app, console, handle_errors
+
+
+def governance_of(reg: Any, version: Any, given: str) -> dict[str, Any]:
+    """What the card shows of a registered version: state, owner, aliases, its history rows."""
+    aliases = sorted(alias for (_n, alias), (v, _prev) in reg.aliases(version.name).items() if v == version.version)
+    rows = {h.seq: h for h in reg.history(version.name, version.version)}
+    for h in reg.history(version.name):  # alias moves away from this version name it as "from"
+        if h.action in ("alias", "rollback") and version.version in (h.detail.get("from"), h.detail.get("to")):
+            rows[h.seq] = h
+    return {"ref": given, "name": version.name, "version": version.version, "state": version.state,
+            "added_by": version.added_by, "added_at": version.added_at, "note": version.note,
+            "single_user": reg.single_user, "aliases": aliases,
+            "history": [rows[seq].to_dict() for seq in sorted(rows)]}
+
+
+@app.command("card")
+@handle_errors
+def card(
+    spec: SpecArg,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the card (Markdown).")] = Path("card.md"),
+    preview: Annotated[Path | None, typer.Option("--preview", metavar="IMAGE", help="Also draw a preview grid of this image beside the card (<card>.preview.png).", show_default=False)] = None,
+    n: Annotated[int, typer.Option("-n", min=1, max=64, help="Variants in the preview grid.")] = 8,
+) -> None:
+    """Write the pipeline card: identity, every op in plain words, splits, lifecycle history, environment.
+
+    A REF (even a retired one: the card is a record) shows its registry history; a spec file shows
+    it too when the registry holds the same fingerprint under its name.
+    """
+    from augledger.errors import RegistryError
+    from augledger.pipeline import compile_spec
+    from augledger.registry.core import Registry
+    from augledger.registry.refs import looks_like_ref
+    from augledger.report.card import write_card
+    from augledger.spec import load_spec
+
+    governance: dict[str, Any] | None = None
+    if looks_like_ref(spec):
+        with Registry() as reg:
+            version = reg.get(spec)
+            governance = governance_of(reg, version, spec)
+        pipe = compile_spec(version.pipeline_spec())
+    else:
+        pipe = compile_spec(load_spec(spec))
+        try:
+            reg = Registry()
+        except RegistryError:  # no registry here: a card of an unregistered spec
+            reg = None
+        if reg is not None:
+            with reg:
+                found = reg.find(pipe.name, pipe.fingerprint)
+                governance = governance_of(reg, found, found.ref) if found is not None else None
+    written = write_card(out, pipe, governance=governance, preview_image=preview, n=n)
+    what = f"{governance['name']}@{governance['version']} ({governance['state']})" if governance else "not registered"
+    console.print(f"wrote {', '.join(escape(str(p)) for p in written)} ({what}, {pipe.fingerprint[:19]}…)", highlight=False)
