@@ -30,7 +30,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from augledger._canonical import canonical_json, sha256_hex
+from augledger._canonical import UNHASHED_FIELDS, fingerprint_of
 from augledger.errors import ParamError, SpecError
 
 __all__ = [
@@ -51,9 +51,6 @@ __all__ = [
 SPLITS = ("train", "val", "test", "predict")
 Split = Literal["train", "val", "test", "predict"]
 
-# Top-level fields that label a run but do not change what the pipeline does to a sample. They are
-# kept out of the fingerprint: renaming a spec, or choosing another seed, is not a new pipeline version.
-UNHASHED_FIELDS = ("name", "description", "seed")
 
 
 _M = TypeVar("_M", bound=BaseModel)
@@ -317,17 +314,6 @@ def loads_spec(text: str, /, *, format: Literal["yaml", "json"] = "yaml", source
     if format not in ("yaml", "json"):
         raise SpecError(f"format must be 'yaml' or 'json'; got {format!r}")
     return parse_spec(_load_text(text, source=source, as_json=format == "json"), source=source)
-
-
-def fingerprint_of(resolved: Mapping[str, Any]) -> str:
-    """SHA-256 of the canonical JSON of a resolved spec, without its unhashed label fields.
-
-    The resolved spec already has every default filled in and every value normalised, so key
-    order, comments, formatting and ``1`` vs ``1.0`` make no difference, while any change of meaning
-    does. ``name``, ``description`` and ``seed`` are left out (:data:`UNHASHED_FIELDS`).
-    """
-    versioned = {k: v for k, v in resolved.items() if k not in UNHASHED_FIELDS}
-    return sha256_hex(canonical_json(versioned))
 
 
 _MISSING = object()

@@ -90,10 +90,12 @@ def list_(
     if not versions:
         console.print("no versions registered" + (f" under {name!r}" if name else ""), highlight=False)
         return
+    lines = []  # one write: a thousand rich renders would cost more than the query
     for v in versions:
         tags = ", ".join(by_version.get((v.name, v.version), []))
-        console.print(f"{escape(v.ref):<28} {v.state:<10} {v.fingerprint[:19]}…  {escape(v.added_by)}  {v.added_at[:19]}"
-                      + (f"  [{escape(tags)}]" if tags else ""), highlight=False)
+        lines.append(f"{v.ref:<28} {v.state:<10} {v.fingerprint[:19]}…  {v.added_by}  {v.added_at[:19]}"
+                     + (f"  [{tags}]" if tags else ""))
+    typer.echo("\n".join(lines))
 
 
 @registry_app.command("show")

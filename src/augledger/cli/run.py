@@ -22,7 +22,7 @@ from augledger.cli._app import (
     handle_errors,
     resolve_spec_arg,
 )
-from augledger.io.image import DEFAULT_MAX_PIXELS
+from augledger.io.codecs import DEFAULT_MAX_PIXELS
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunStart
 

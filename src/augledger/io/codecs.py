@@ -17,7 +17,10 @@ from typing import Any, Protocol
 
 from augledger.errors import SpecError
 
-__all__ = ["Annotation", "Codec", "Decoded", "Encoded", "find_codec", "get_codec"]
+#: Images with more pixels than this are refused as possible decompression bombs (~ 16k x 11k).
+DEFAULT_MAX_PIXELS = 178_956_970
+
+__all__ = ["DEFAULT_MAX_PIXELS", "Annotation", "Codec", "Decoded", "Encoded", "find_codec", "get_codec"]
 
 
 @dataclass(frozen=True)

@@ -41,12 +41,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from augledger.errors import Quarantined, UnsafePath
-from augledger.io.codecs import Annotation, Decoded, Encoded
+from augledger.io.codecs import DEFAULT_MAX_PIXELS, Annotation, Decoded, Encoded
 
 __all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageCodec", "decode_image", "decode_mask", "encode_image", "encode_mask"]
 
-#: Images with more pixels than this are refused as possible decompression bombs (~ 16k x 11k).
-DEFAULT_MAX_PIXELS = 178_956_970
 #: File extensions a folder source lists as images. A file with one of these that is not an image is quarantined.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
 _TO_RGB = {"L", "1", "P", "CMYK", "YCbCr", "LAB", "HSV"}

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from augledger._canonical import fingerprint_of
 from augledger.registry.chain import GENESIS, Derived, HistoryEntry, entry_hash, spec_digest
-from augledger.spec import fingerprint_of
 
 __all__ = ["AuditReport", "check_chain", "check_tables"]
 

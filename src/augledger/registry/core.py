@@ -19,13 +19,12 @@ splitting the writers across modules would invite one that bypasses it.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from augledger._canonical import canonical_json
 from augledger.errors import AuditFailure, LifecycleError, RegistryError
@@ -41,7 +40,9 @@ from augledger.registry.model import (
     parse_ref,
 )
 from augledger.registry.tables import Tables, default_url, display_url, make_engine, normalise_url
-from augledger.spec import PipelineSpec, parse_spec
+
+if TYPE_CHECKING:
+    from augledger.spec import PipelineSpec
 
 __all__ = ["Registry"]
 
@@ -94,18 +95,19 @@ class Registry:
 
     # -- opening ------------------------------------------------------------------------------------
     def _open(self, *, create: bool, single_user: bool) -> None:
-        from sqlalchemy import inspect, select
+        from sqlalchemy import select
+        from sqlalchemy.exc import DBAPIError
 
         t = self._t
-        if not inspect(self._engine).has_table(t.meta.name):
-            if not create:
-                raise RegistryError(f"{self.where} holds no augledger registry; `augledger registry add SPEC` creates one")
-            self._create_tables()
         if create:
+            self._create_tables()  # CREATE TABLE IF NOT EXISTS, then the first history row
             with self._writing(single_user) as (_conn, _head):
-                pass  # initialises an empty registry
-        with self._engine.connect() as conn:
-            meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
+                pass
+        try:
+            with self._engine.connect() as conn:
+                meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
+        except DBAPIError:  # no such table (reading first beats asking the catalogue: one round trip)
+            meta = {}
         if "head" not in meta:
             raise RegistryError(f"{self.where} holds no augledger registry; `augledger registry add SPEC` creates one")
         fmt = int(meta.get("format", "0"))
@@ -183,7 +185,7 @@ class Registry:
     @staticmethod
     def _info(row: Any) -> VersionInfo:
         return VersionInfo(name=row.name, version=int(row.version), fingerprint=row.fingerprint, state=row.state,
-                           added_by=row.added_by, added_at=row.added_at, note=row.note, spec=json.loads(row.spec))
+                           added_by=row.added_by, added_at=row.added_at, note=row.note, spec_text=row.spec)
 
     def _version_row(self, conn: Any, name: str, version: int) -> Any:
         from sqlalchemy import select
@@ -284,6 +286,7 @@ class Registry:
         from sqlalchemy import func, select
 
         from augledger.pipeline import compile_spec
+        from augledger.spec import PipelineSpec, parse_spec
 
         pipe = compile_spec(spec if isinstance(spec, PipelineSpec) else parse_spec(spec))
         name = pipe.name

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from augledger.errors import RegistryError
-from augledger.spec import PipelineSpec, parse_spec
+
+if TYPE_CHECKING:
+    from augledger.spec import PipelineSpec
 
 __all__ = [
     "ALIAS_PATTERN", "STATES", "TRANSITIONS", "AddResult", "AliasMove", "VersionInfo", "current_actor", "parse_ref",
@@ -64,7 +67,14 @@ class VersionInfo:
     added_by: str
     added_at: str
     note: str | None
-    spec: dict[str, Any] = field(repr=False)
+    #: The resolved spec as stored (canonical JSON); :attr:`spec` parses it.
+    spec_text: str = field(repr=False)
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The resolved spec (a new dict on every access)."""
+        data: dict[str, Any] = json.loads(self.spec_text)
+        return data
 
     @property
     def ref(self) -> str:
@@ -72,6 +82,8 @@ class VersionInfo:
 
     def pipeline_spec(self) -> PipelineSpec:
         """The stored resolved spec as a :class:`~augledger.PipelineSpec`."""
+        from augledger.spec import parse_spec
+
         return parse_spec(self.spec, source=self.ref)
 
     def to_dict(self, *, with_spec: bool = False) -> dict[str, Any]:

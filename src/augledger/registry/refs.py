@@ -18,13 +18,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from augledger.errors import DeprecatedVersionWarning, LifecycleError, SpecError
-from augledger.spec import PipelineSpec
-from augledger.spec import load_spec as load_spec_file
 
 if TYPE_CHECKING:
     from augledger.pipeline import Pipeline
     from augledger.registry.core import Registry
     from augledger.registry.model import VersionInfo
+    from augledger.spec import PipelineSpec
 
 __all__ = ["REQUIRE_APPROVED_VAR", "SpecSource", "load_spec", "looks_like_ref", "require_approved_default", "resolve_spec"]
 
@@ -107,6 +106,8 @@ def resolve_spec(
     strict = require_approved_default() if require_approved is None else require_approved
     given = str(source)
     if not looks_like_ref(given):
+        from augledger.spec import load_spec as load_spec_file
+
         spec = load_spec_file(source)
         if not strict:
             return SpecSource(spec, given)
