@@ -96,8 +96,10 @@ class ProgressObserver:
 def _version_label(manifest: Mapping[str, Any]) -> str:
     reg = manifest.get("registry") or {}
     short = f"{manifest['fingerprint'][:19]}…"
-    label = f"{reg['name']}@{reg['version']} ({short})" if reg.get("name") else short
-    return f"variants {short}, control {label}" if manifest.get("variants") else label
+    label = f"{reg['name']}@{reg['version']} ({reg['fingerprint'][:19]}…)" if reg.get("name") else short
+    if manifest.get("variants"):
+        return f"variants {short}, control {label if reg.get('name') else 'SPEC'}"
+    return label
 
 
 def _variants(control: Any, provenance: dict[str, Any] | None, given: Sequence[str], salt: str, *,
