@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # no phoning home from the tests' MLflow runs
 
 import numpy as np
 import pytest

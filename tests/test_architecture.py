@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("augledger.ledger", "augledger.registry"),
     ("augledger.observe",),
     ("augledger.run",),
-    ("augledger.report", "augledger.torch"),
+    ("augledger.report", "augledger.torch", "augledger.track", "augledger.mlflow"),
     ("augledger.cli",),
     ("augledger.__main__",),
 ]

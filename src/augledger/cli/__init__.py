@@ -5,7 +5,7 @@ Exit codes: 0 success; 1 a check failed (invalid spec, verify mismatch, ...); 2 
 
 Modules: :mod:`~augledger.cli._app` (the app, errors), :mod:`~augledger.cli.spec` (``spec ...``),
 :mod:`~augledger.cli.run` (``run``), :mod:`~augledger.cli.inspect` (``preview``, ``verify``,
-``replay``, ``ledger show``), :mod:`~augledger.cli.registry` (``registry ...``), :mod:`~augledger.cli.card` (``card``).
+``replay``, ``ledger show``), :mod:`~augledger.cli.registry` (``registry ...``), :mod:`~augledger.cli.card` (``card``), :mod:`~augledger.cli.track` (``lineage``, ``dvc-stage``).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def main() -> None:
         # torch is installed, inside ``suppress(ImportError)``. The CLI never converts to tensors:
         # marking the subpackage absent in this process halves every command's start-up.
         sys.modules.setdefault("albumentations.pytorch", None)  # type: ignore[arg-type]
-    from augledger.cli import card, inspect, registry, run, spec  # noqa: F401  (each registers its commands)
+    from augledger.cli import card, inspect, registry, run, spec, track  # noqa: F401  (each registers its commands)
     from augledger.cli._app import app
 
     app()

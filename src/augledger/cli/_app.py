@@ -97,11 +97,13 @@ def _root(
     )
 
 
-def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False) -> tuple[Any, Any]:
+def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False, seed: int | None = None) -> tuple[Any, Any]:
     """Resolve a SPEC|REF argument and compile it: ``(SpecSource, Pipeline)``.
 
-    A deprecated version's warning is printed as a warning line (the command goes on).
+    A deprecated version's warning is printed as a warning line (the command goes on). ``seed``
+    replaces the spec's seed (not part of the fingerprint: the same version, another draw).
     """
+    import dataclasses
     import warnings
 
     from augledger.errors import DeprecatedVersionWarning
@@ -112,6 +114,8 @@ def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False) -> tup
         source = resolve_spec(spec, require_approved=True if require_approved else None)
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", highlight=False)
+    if seed is not None:
+        source = dataclasses.replace(source, spec=source.spec.model_copy(update={"seed": seed}))
     return source, source.compile()
 
 

@@ -174,6 +174,9 @@ def run(
     input_digests: Annotated[bool, typer.Option("--input-digests", help="Also record each decoded image's digest (input_digest), which joins the ledger with online ledgers by content (~5% more CPU).")] = False,
     variant: Annotated[list[str] | None, typer.Option("--variant", metavar="NAME=SPEC|REF:WEIGHT", help="A/B or canary: route this share of the keys (by a stable hash of the key and --salt) to another pipeline, e.g. candidate=digits@3:0.1; repeatable. The rest goes to SPEC as 'control'.", show_default=False)] = None,
     salt: Annotated[str, typer.Option("--salt", help="Mixed into the variant routing hash; another salt assigns keys independently.")] = "",
+    seed: Annotated[int | None, typer.Option("--seed", help="Use this seed instead of the spec's (not part of the fingerprint: the same pipeline version, another draw; e.g. from a DVC params.yaml).", show_default=False)] = None,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db): tags, spec, manifest, counts, preview, the dataset as an input. Needs pip install 'augledger[mlflow]'.")] = False,
+    experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: augledger).", show_default=False)] = None,
     require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -196,24 +199,39 @@ def run(
         )
     except ValueError as exc:  # RunOptions names the option and the allowed values
         raise typer.BadParameter(str(exc)) from None
-    spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved)
+    spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved, seed=seed)
     provenance = spec_source.provenance()
     if variant:
         pipe, provenance = _variants(pipe, provenance, variant, salt, require_approved=require_approved)
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
+    observers: list[Any] = [progress]
+    if mlflow:
+        from augledger.track.mlflow import MlflowObserver
+
+        observers.append(MlflowObserver(pipe, experiment=experiment, provenance=provenance))
+    elif experiment is not None:
+        raise typer.BadParameter("--experiment names an MLflow experiment; add --mlflow", param_hint="--experiment")
     try:
         result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
-                             key_column=key_column, observers=[progress], command=["augledger", *sys.argv[1:]],
+                             key_column=key_column, observers=observers, command=["augledger", *sys.argv[1:]],
                              provenance=provenance)
+    except BaseException as exc:
+        for observer in observers[1:]:
+            observer.close(exc)
+        raise
     finally:
         progress.close()
     m = result.manifest
     seconds = result.run.get("seconds", 0.0)
     if as_json:
         typer.echo(json.dumps({**{k: m[k] for k in ("fingerprint", "seed", "counts", "quarantined")}, "registry": m.get("registry"),
+                               "mlflow_run_id": getattr(observers[-1], "last_run_id", None) if mlflow else None,
                                "seconds": seconds, "reused": result.reused, "removed": result.removed}))
     else:
         c = m["counts"]
+        if mlflow:
+            console.print(f"MLflow run {getattr(observers[-1], 'last_run_id', None)} "
+                          f"(experiment {experiment or 'augledger'})", highlight=False)
         console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
                       f"pipeline {_version_label(m)}, seed {m['seed']}", highlight=False)
         for name, vc in c.get("variants", {}).items():

@@ -239,6 +239,15 @@ class Registry:
             row = conn.execute(select(v).where(v.c.name == name, v.c.fingerprint == fingerprint)).first()
         return None if row is None else self._info(row)
 
+    def with_fingerprint(self, fingerprint: str) -> list[VersionInfo]:
+        """Every version, under any name, with this fingerprint."""
+        from sqlalchemy import select
+
+        v = self._t.versions
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(v).where(v.c.fingerprint == fingerprint).order_by(v.c.name, v.c.version))
+            return [self._info(row) for row in rows]
+
     def versions(self, name: str | None = None) -> list[VersionInfo]:
         """Every version (of one name), ordered by name and version."""
         from sqlalchemy import select

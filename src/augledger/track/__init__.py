@@ -1,0 +1,1 @@
+"""Experiment tracking: augmentation as run metadata (:mod:`~augledger.track.mlflow`; public as :mod:`augledger.mlflow`)."""
