@@ -35,6 +35,7 @@ from augledger.errors import (
     ParamError,
     Quarantined,
     RegistryError,
+    RegistryNotFound,
     ReplayMismatch,
     SampleError,
     SourceError,
@@ -95,6 +96,7 @@ __all__ = [
     "Quarantined",
     "Record",
     "RegistryError",
+    "RegistryNotFound",
     "ReplayMismatch",
     "SampleError",
     "SourceError",
@@ -134,7 +136,7 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted({*__all__, *_LAZY, "__version__"})
 
 
 for _name in __all__:

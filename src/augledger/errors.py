@@ -18,6 +18,7 @@ location, what was expected, what was given, and a fix::
     │   └── OutputBusy            another run is writing into the same output folder
     ├── SourceError               a source folder or annotation manifest cannot be read
     ├── RegistryError             a registry REF, lifecycle move or registry file is refused
+    │   ├── RegistryNotFound      there is no registry where one was looked for
     │   ├── LifecycleError        an illegal transition, a four-eyes refusal, a retired or unapproved version
     │   └── AuditFailure          the registry's history chain or a stored spec does not check out
     ├── WorkerError               a worker process of a run died
@@ -47,6 +48,7 @@ __all__ = [
     "ParamError",
     "Quarantined",
     "RegistryError",
+    "RegistryNotFound",
     "ReplayMismatch",
     "SampleError",
     "SourceError",
@@ -131,6 +133,10 @@ class SourceError(AugLedgerError):
 
 class RegistryError(AugLedgerError):
     """A registry REF does not resolve, or the registry refuses an action or cannot be opened."""
+
+
+class RegistryNotFound(RegistryError):
+    """No registry where one was looked for (the path, ``$AUGLEDGER_REGISTRY``, the parent folders)."""
 
 
 class LifecycleError(RegistryError):

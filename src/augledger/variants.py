@@ -65,7 +65,8 @@ class Variants:
             if not isinstance(name, str) or not _NAME.fullmatch(name):
                 raise SpecError(f"variant name {name!r} must start with a letter and hold letters, digits, _ . -")
             if not isinstance(pipelines[name], Pipeline):
-                raise SpecError(f"variant {name!r} must be a compiled Pipeline; got {type(pipelines[name]).__name__}")
+                raise SpecError(f"variant {name!r} must be a compiled Pipeline; got {type(pipelines[name]).__name__} "
+                                "(compile a spec first: augledger.compile(augledger.load_spec(...)))")
         given = {n: 1.0 / len(names) for n in names} if weights is None else dict(weights)
         if set(given) != set(names):
             raise SpecError(f"weights must name exactly the variants {names}; got {sorted(given)}")

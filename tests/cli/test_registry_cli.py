@@ -62,8 +62,8 @@ def test_newcomer_flow_register_approve_alias_run_rollback_audit(team: Path) -> 
     run = cli("run", "digits@production", "--source", "src", "--out", "out", "--workers", "1", "--json", cwd=team)
     assert run.returncode == 0, run.stderr
     manifest = json.loads((team / "out" / "manifest.json").read_text())
-    assert manifest["registry"] == {"ref": "digits@production", "name": "digits", "version": 1,
-                                    "fingerprint": fp1, "state": "approved"}
+    assert manifest["registry"] == {"ref": "digits@production", "name": "digits", "version": 1, "fingerprint": fp1}
+    assert json.loads((team / "out" / "run.json").read_text())["registry"]["state"] == "approved"
     assert manifest["fingerprint"] == fp1
     import pyarrow.parquet as pq
 
@@ -86,26 +86,35 @@ def test_retired_and_unapproved_refs_are_refused_by_run(team: Path) -> None:
     cli("registry", "add", "mild.yaml", cwd=team)
     cli("registry", "add", "strong.yaml", cwd=team)
     strict = cli("run", "digits@1", "--source", "src", "--out", "o1", "--require-approved", cwd=team)
-    assert strict.returncode == 1 and "approval is required" in strict.stderr and "digits@1, which is draft" in strict.stderr
+    assert strict.returncode == 1 and "approval is required" in strict.stderr and "digits@1 is draft" in strict.stderr
     by_env = cli("run", "digits@1", "--source", "src", "--out", "o1", cwd=team, AUGLEDGER_REQUIRE_APPROVED="1")
     assert by_env.returncode == 1 and "approval is required" in by_env.stderr
     file_strict = cli("run", "mild.yaml", "--source", "src", "--out", "o1", "--require-approved", cwd=team)
-    assert file_strict.returncode == 1 and "spec file 'mild.yaml' is digits@1, which is draft" in file_strict.stderr
+    assert file_strict.returncode == 1 and "spec file 'mild.yaml' (digits@1) is draft" in file_strict.stderr
     assert not (team / "o1").exists()
 
     cli("registry", "promote", "digits@1", "--reason", "ok", cwd=team, user="bob")
     approved_file = cli("run", "mild.yaml", "--source", "src", "--out", "o2", "--workers", "1", "--require-approved", cwd=team)
     assert approved_file.returncode == 0, approved_file.stderr
-    assert json.loads((team / "o2" / "manifest.json").read_text())["registry"]["ref"] is None  # a file, found approved
+    assert json.loads((team / "o2" / "manifest.json").read_text())["registry"] == {
+        "ref": None, "name": "digits", "version": 1, "fingerprint": json.loads((team / "o2" / "manifest.json").read_text())["fingerprint"]}
+    assert json.loads((team / "o2" / "run.json").read_text())["registry"]["state"] == "approved"
 
     cli("registry", "deprecate", "digits@1", "--reason", "superseded", cwd=team, user="bob")
     warned = cli("run", "digits@1", "--source", "src", "--out", "o3", "--workers", "1", cwd=team)
-    assert warned.returncode == 0 and "warning: digits@1 is digits@1, which is deprecated" in warned.stderr
+    assert warned.returncode == 0 and "warning: digits@1 is deprecated" in warned.stderr
+    from_file = cli("run", "mild.yaml", "--source", "src", "--out", "o5", "--workers", "1", cwd=team)
+    assert from_file.returncode == 0 and "warning: spec file 'mild.yaml' (digits@1) is deprecated" in from_file.stderr
+    assert json.loads((team / "o5" / "manifest.json").read_text())["registry"]["version"] == 1
     cli("registry", "retire", "digits@1", "--reason", "gone", cwd=team, user="bob")
     retired = cli("run", "digits@1", "--source", "src", "--out", "o4", cwd=team)
     assert retired.returncode == 1 and "retired and can no longer be used" in retired.stderr
     assert not (team / "o4").exists()
     assert cli("preview", "digits@1", str(next((team / "src").rglob("*.png"))), "-o", "g.png", cwd=team).returncode == 1
+    retired_file = cli("run", "mild.yaml", "--source", "src", "--out", "o6", cwd=team)
+    assert retired_file.returncode == 1 and "spec file 'mild.yaml' (digits@1) is retired" in retired_file.stderr
+    shown = cli("spec", "hash", "digits@1", cwd=team)  # read-only commands still show a retired version
+    assert shown.returncode == 0 and shown.stdout.startswith("sha256:") and "retired" in shown.stderr
 
 
 def test_registry_flag_and_env_pick_the_registry(team: Path, tmp_path: Path) -> None:
@@ -116,6 +125,33 @@ def test_registry_flag_and_env_pick_the_registry(team: Path, tmp_path: Path) -> 
     assert cli("--registry", str(shared), "spec", "hash", "digits@1", cwd=team).returncode == 0
     missing = cli("spec", "hash", "digits@1", cwd=team)
     assert missing.returncode == 1 and "no registry at" in missing.stderr
+
+
+def test_the_registry_is_found_from_a_subfolder_and_a_new_one_is_announced(team: Path) -> None:
+    first = cli("registry", "add", "mild.yaml", cwd=team)
+    assert "created a new registry at" in first.stderr
+    sub = team / "experiments" / "week1"
+    sub.mkdir(parents=True)
+    (sub / "strong.yaml").write_text((team / "strong.yaml").read_text())
+    again = cli("registry", "add", "strong.yaml", cwd=sub)
+    assert again.returncode == 0 and again.stdout.startswith("digits@2 ") and "created" not in again.stderr
+    assert not (sub / ".augledger").exists()
+    assert cli("spec", "hash", "digits@1", cwd=sub).returncode == 0
+
+
+def test_usage_errors_exit_2_and_unknown_names_exit_1(team: Path) -> None:
+    cli("registry", "add", "mild.yaml", cwd=team)
+    assert cli("registry", "promote", "digits@1", "--to", "draft", "--reason", "x", cwd=team).returncode == 2
+    unknown = cli("registry", "list", "nosuch", cwd=team)
+    assert unknown.returncode == 1 and "no versions named 'nosuch'" in unknown.stderr
+    staging = cli("registry", "alias", "digits", "staging", "1", "--allow-unapproved", cwd=team)
+    assert staging.returncode == 0
+    salt = cli("run", "mild.yaml", "--salt", "x", "--source", "src", "--out", "o", cwd=team)
+    assert salt.returncode == 2 and "add --variant" in salt.stderr
+    control = cli("run", "mild.yaml", "--variant", "control=strong.yaml:0.1", "--source", "src", "--out", "o", cwd=team)
+    assert control.returncode == 2 and "'control' is reserved" in control.stderr
+    zero = cli("run", "mild.yaml", "--variant", "b=strong.yaml:0", "--source", "src", "--out", "o", cwd=team)
+    assert zero.returncode == 2 and "between 0 and 1" in zero.stderr
 
 
 def test_export_diff_and_unknown_refs(team: Path) -> None:
@@ -140,7 +176,7 @@ def test_audit_cli_names_the_edited_row(team: Path) -> None:
         conn.execute("UPDATE augledger_history SET actor = 'alice' WHERE action = 'promote'")
     audit = cli("registry", "audit", cwd=team)
     assert audit.returncode == 1
-    assert "audit failed: history row 3 (" in audit.stderr and "the row was edited" in audit.stderr
+    assert audit.stderr.startswith("error: audit failed: history row 3 (") and "the row was edited" in audit.stderr
     as_json = json.loads(cli("registry", "audit", "--json", cwd=team).stdout)
     assert as_json["ok"] is False and as_json["problems"][0].startswith("history row 3")
 
@@ -151,7 +187,10 @@ def test_canary_run_same_for_any_worker_count_and_replays_both_variants(team: Pa
     make_source(team / "many", 24)
     cli("registry", "add", "mild.yaml", cwd=team)
     cli("registry", "add", "strong.yaml", cwd=team)
-    cli("registry", "alias", "digits", "production", "1", cwd=team)
+    draft = cli("registry", "alias", "digits", "production", "1", cwd=team)
+    assert draft.returncode == 1 and "digits@1 is draft, not approved" in draft.stderr
+    cli("registry", "promote", "digits@1", "--reason", "ok", cwd=team, user="bob")
+    assert cli("registry", "alias", "digits", "production", "1", cwd=team).returncode == 0
     args = ("run", "digits@production", "--variant", "candidate=digits@2:0.25", "--salt", "exp-42", "--source", "many",
             "--copies", "2")
     one = cli(*args, "--out", "w1", "--workers", "1", cwd=team)
@@ -175,6 +214,9 @@ def test_canary_run_same_for_any_worker_count_and_replays_both_variants(team: Pa
         shown = json.loads(replay.stdout)
         assert (shown["variant"], shown["fingerprint"], shown["stored_matches"]) == (name, row["fingerprint"], True)
     bad = cli("run", "digits@1", "--variant", "candidate=digits@2:1.5", "--source", "many", "--out", "w3", cwd=team)
+    assert bad.returncode == 2 and "between 0 and 1" in bad.stderr
+    bad = cli("run", "digits@1", "--variant", "b=digits@2:0.7", "--variant", "c=digits@2:0.3", "--source", "many",
+              "--out", "w3", cwd=team)
     assert bad.returncode == 2 and "must sum to less than 1" in bad.stderr
     bad = cli("run", "digits@1", "--variant", "digits@2", "--source", "many", "--out", "w3", cwd=team)
     assert bad.returncode == 2 and "NAME=SPEC|REF:WEIGHT" in bad.stderr

@@ -23,7 +23,7 @@ def populated(backend: Any) -> Any:
         reg.add(spec(rotate=25), actor="alice")
         reg.promote("digits-train@1", reason="reviewed", actor="bob")
         reg.set_alias("digits-train", "production", 1, actor="bob")
-        reg.set_alias("digits-train", "production", 2, actor="bob")
+        reg.set_alias("digits-train", "production", 2, actor="bob", allow_unapproved=True)
         assert reg.audit().ok and reg.audit().rows == 6
     return backend
 
@@ -90,7 +90,7 @@ def test_state_edited_in_the_table_is_caught(populated: Any) -> None:
 
 def test_alias_moved_in_the_table_is_caught(populated: Any) -> None:
     populated.execute("UPDATE augledger_aliases SET version = ? WHERE alias = ?", (1, "production"))
-    assert "alias digits-train@production points at 1 in the aliases table but 2 by its history" in audit(populated)[0]
+    assert "alias digits-train@production points at 1 (previously 1) in the aliases table but 2 (previously 1)" in audit(populated)[0]
 
 
 def test_four_eyes_switched_off_in_the_table_is_caught(populated: Any) -> None:
@@ -102,10 +102,15 @@ WRITER = textwrap.dedent("""
     import sys
     from augledger.registry import Registry
     url, me, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    # Each writer alternates between two targets, one of which the other never uses: every other move
+    # of each writer changes the alias whatever the interleaving, so both writers' moves are recorded.
+    production, staging = {"w1": ((2, 3), (1, 3)), "w2": ((1, 2), (2, 3))}[me]
     with Registry(url) as reg:
         for i in range(n):
-            reg.set_alias("digits-train", "production", 1 + (i % 3), reason=f"{me}-{i}", actor=me)
-            reg.set_alias("digits-train", "staging", 1 + ((i + 1) % 3), reason=f"{me}-{i}", actor=me)
+            reg.set_alias("digits-train", "production", production[i % 2], reason=f"{me}-{i}", actor=me,
+                          allow_unapproved=True)
+            reg.set_alias("digits-train", "staging", staging[i % 2], reason=f"{me}-{i}", actor=me,
+                          allow_unapproved=True)
 """)
 
 
@@ -133,4 +138,113 @@ def test_two_concurrent_writer_processes_lose_no_move(backend: Any) -> None:
             assert after.detail["from"] == before.detail["to"], (before, after)
         assert aliases[("digits-train", alias)][0] == chain[-1].detail["to"]
         assert aliases[("digits-train", alias)][1] == chain[-1].detail["from"]
-    assert {h.actor for h in moves} == {"w1", "w2"}
+    for alias in ("production", "staging"):  # each writer's moves to its own target always change the alias
+        assert {h.actor for h in moves if h.detail["alias"] == alias} == {"w1", "w2"}
+    assert len(moves) >= 2 * n  # at least the half of each writer's 2n calls that cannot be no-ops
+
+
+@pytest.mark.parametrize(("column", "value"), [("added_by", "bob"), ("added_at", "2020-01-01T00:00:00+00:00"),
+                                               ("note", "something else")])
+def test_edited_version_metadata_is_caught(populated: Any, column: str, value: str) -> None:
+    populated.execute(f"UPDATE augledger_versions SET {column} = ? WHERE version = ?", (value, 1))
+    assert audit(populated)[0].startswith(f"digits-train@1's {column} is {value!r} in the versions table")
+
+
+def test_edited_added_by_cannot_defeat_four_eyes(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        reg.add(spec(), actor="alice")
+    backend.execute("UPDATE augledger_versions SET added_by = ? WHERE version = ?", ("bob", 1))
+    with backend.open() as reg, pytest.raises(AuditFailure, match="names 'bob' as its author, its history 'alice'"):
+        reg.promote("digits-train@1", reason="lgtm", actor="alice")
+
+
+def test_edited_alias_previous_is_caught_and_not_rolled_back_to(populated: Any) -> None:
+    with populated.open() as reg:
+        reg.add(spec(rotate=40), actor="alice")
+    populated.execute("UPDATE augledger_aliases SET previous = ? WHERE alias = ?", (3, "production"))
+    assert "points at 2 (previously 3) in the aliases table but 2 (previously 1) by its history" in audit(populated)[0]
+    with populated.open() as reg, pytest.raises(AuditFailure, match="previously 3"):
+        reg.rollback("digits-train", "production")
+
+
+def test_verified_resolution_refuses_an_edited_state_or_spec(populated: Any) -> None:
+    from augledger.registry import resolve_spec
+
+    populated.execute("UPDATE augledger_versions SET state = ? WHERE version = ?", ("approved", 2))
+    with populated.open() as reg:
+        assert reg.get("digits-train@2").state == "approved"  # unverified: the table as it is
+        with pytest.raises(AuditFailure, match="'approved' in the versions table but 'draft' by its history"):
+            resolve_spec("digits-train@2", registry=reg, require_approved=True)
+    populated.execute("UPDATE augledger_versions SET state = ? WHERE version = ?", ("draft", 2))
+    with populated.open() as reg:
+        stored = reg.get("digits-train@1")
+    edited = stored.spec
+    edited["ops"][1]["params"]["rotate"] = [-45, 45]
+    from augledger._canonical import canonical_json, fingerprint_of
+
+    populated.execute("UPDATE augledger_versions SET spec = ?, fingerprint = ? WHERE version = ?",
+                      (canonical_json(edited).decode(), fingerprint_of(edited), 1))
+    with populated.open() as reg, pytest.raises(AuditFailure, match="stored spec of digits-train@1 is not the one added"):
+        resolve_spec("digits-train@1", registry=reg)
+
+
+CREATOR = textwrap.dedent("""
+    import sys
+    from augledger.registry import Registry
+    with Registry(sys.argv[1], create=True) as reg:
+        print(reg.history()[0].seq)
+""")
+
+
+def test_processes_creating_the_registry_at_once_make_one_registry(backend: Any) -> None:
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, backend.url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate(timeout=240) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
+    with backend.open() as reg:
+        assert [h.action for h in reg.history()] == ["init"] and reg.audit().ok
+
+
+AUDITOR = textwrap.dedent("""
+    import sys, time
+    from augledger.registry import Registry
+    failures, runs, deadline = [], 0, time.monotonic() + float(sys.argv[2])
+    with Registry(sys.argv[1]) as reg:
+        while time.monotonic() < deadline:
+            report = reg.audit()
+            runs += 1
+            failures += report.problems
+    print(runs, len(failures), failures[:1])
+""")
+
+
+def test_audit_during_concurrent_writes_sees_one_snapshot(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        for r in (10, 20, 30):
+            reg.add(spec(rotate=r), actor="alice")
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, backend.url, who, "10"], stderr=subprocess.PIPE, text=True)
+               for who in ("w1", "w2")]
+    auditor = subprocess.run([sys.executable, "-c", AUDITOR, backend.url, "4"], capture_output=True, text=True, timeout=240)
+    for w in writers:
+        w.communicate(timeout=240)
+    runs, failures, first = auditor.stdout.split(" ", 2)
+    assert int(runs) > 3 and int(failures) == 0, first
+
+
+def test_a_deleted_versions_number_is_never_reused(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        reg.add(spec(), actor="alice")
+        reg.add(spec(rotate=20), actor="alice")
+    backend.execute("DELETE FROM augledger_versions WHERE version = ?", (2,))
+    with backend.open() as reg:
+        again = reg.add(spec(rotate=35), actor="alice").version
+        assert again.version == 3
+        assert any("digits-train@2 was added" in p and "gone from the versions table" in p for p in reg.audit().problems)
+
+
+def test_an_unreachable_server_is_not_an_empty_registry() -> None:
+    from augledger.errors import RegistryError, RegistryNotFound
+
+    with pytest.raises(RegistryError, match="cannot open the registry") as caught:
+        Registry("postgresql://nobody@127.0.0.1:1/nothing")
+    assert not isinstance(caught.value, RegistryNotFound)

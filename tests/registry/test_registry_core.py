@@ -85,7 +85,7 @@ def _bring_to(reg: Registry, state: str) -> str:
 def test_every_lifecycle_transition_legal_or_refused(registry: Registry, start: str, to: str) -> None:
     ref = _bring_to(registry, start)
     if to == "draft":
-        with pytest.raises(LifecycleError, match="--to must be one of"):
+        with pytest.raises(LifecycleError, match="the new state must be approved, deprecated or retired"):
             registry.transition(ref, to, reason="back", actor="bob")
     elif to in TRANSITIONS[start]:
         moved = registry.transition(ref, to, reason="because", actor="bob")
@@ -138,10 +138,10 @@ def test_single_user_registry_allows_self_approval(backend: Any) -> None:
 def test_aliases_move_and_roll_back(registry: Registry) -> None:
     for r in (15, 20, 25):
         registry.add(spec(rotate=r), actor="alice")
-    move = registry.set_alias("digits-train", "production", 1, actor="bob")
+    move = registry.set_alias("digits-train", "production", 1, actor="bob", allow_unapproved=True)
     assert (move.previous, move.version) == (None, 1)
     assert registry.get("digits-train@production").version == 1
-    registry.set_alias("digits-train", "production", 3, reason="blue/green switch", actor="bob")
+    registry.set_alias("digits-train", "production", 3, reason="blue/green switch", actor="bob", allow_unapproved=True)
     assert registry.get("digits-train@production").version == 3
     back = registry.rollback("digits-train", "production", reason="regression", actor="bob")
     assert (back.previous, back.version) == (3, 1)
@@ -164,8 +164,10 @@ def test_alias_rules(registry: Registry) -> None:
         registry.set_alias("digits-train", "2", 1)
     with pytest.raises(RegistryError, match="no version 7"):
         registry.set_alias("digits-train", "production", 7)
+    with pytest.raises(LifecycleError, match=r"digits-train@1 is draft, not approved: approve it first .*--allow-unapproved"):
+        registry.set_alias("digits-train", "production", 1)
     with pytest.raises(RegistryError, match="never been moved"):
-        registry.set_alias("digits-train", "staging", 1)
+        registry.set_alias("digits-train", "staging", 1, allow_unapproved=True)
         registry.rollback("digits-train", "staging")
     with pytest.raises(LifecycleError, match="target of alias"):
         registry.retire("digits-train@1", reason="old", actor="bob")
@@ -180,7 +182,7 @@ def test_an_alias_cannot_point_at_a_retired_version(registry: Registry) -> None:
 
 def test_unknown_refs_list_what_exists(registry: Registry) -> None:
     registry.add(spec(), actor="a")
-    registry.set_alias("digits-train", "production", 1)
+    registry.set_alias("digits-train", "production", 1, allow_unapproved=True)
     with pytest.raises(RegistryError, match=r"no version 9 .*versions: 1"):
         registry.get("digits-train@9")
     with pytest.raises(RegistryError, match=r"no alias 'prod' .*aliases: production"):
@@ -197,5 +199,17 @@ def test_a_name_with_at_sign_cannot_be_registered(registry: Registry) -> None:
 
 
 def test_missing_registry_is_a_clear_error(tmp_path: Any) -> None:
-    with pytest.raises(RegistryError, match=r"no registry at .*registry add SPEC"):
+    with pytest.raises(RegistryError, match=r"no registry at .*augledger registry init"):
         Registry(tmp_path / "nope.db")
+
+
+def test_rollback_may_return_to_a_version_deprecated_since(registry: Registry) -> None:
+    registry.add(spec(), actor="alice")
+    registry.add(spec(rotate=30), actor="alice")
+    for ref in ("digits-train@1", "digits-train@2"):
+        registry.promote(ref, reason="ok", actor="bob")
+    registry.set_alias("digits-train", "production", 1, actor="bob")
+    registry.set_alias("digits-train", "production", 2, actor="bob")
+    registry.deprecate("digits-train@1", reason="superseded by 2", actor="bob")
+    back = registry.rollback("digits-train", "production", reason="incident", actor="bob")
+    assert back.version == 1 and registry.get("digits-train@production").state == "deprecated"

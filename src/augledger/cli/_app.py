@@ -97,11 +97,13 @@ def _root(
     )
 
 
-def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False, seed: int | None = None) -> tuple[Any, Any]:
+def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False, seed: int | None = None,
+                     lookup: bool = False, allow_retired: bool = False) -> tuple[Any, Any]:
     """Resolve a SPEC|REF argument and compile it: ``(SpecSource, Pipeline)``.
 
     A deprecated version's warning is printed as a warning line (the command goes on). ``seed``
     replaces the spec's seed (not part of the fingerprint: the same version, another draw).
+    ``lookup`` and ``allow_retired``: see :func:`augledger.registry.resolve_spec`.
     """
     import dataclasses
     import warnings
@@ -111,7 +113,8 @@ def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False, seed: 
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", DeprecatedVersionWarning)
-        source = resolve_spec(spec, require_approved=True if require_approved else None)
+        source = resolve_spec(spec, require_approved=True if require_approved else None, lookup=lookup,
+                              allow_retired=allow_retired)
     for w in caught:
         err_console.print(f"[bold yellow]warning:[/] {escape(str(w.message))}", highlight=False)
     if seed is not None:
@@ -119,6 +122,6 @@ def resolve_spec_arg(spec: str | Path, *, require_approved: bool = False, seed: 
     return source, source.compile()
 
 
-def compile_spec_file(spec: str | Path) -> Any:
+def compile_spec_file(spec: str | Path, *, allow_retired: bool = False) -> Any:
     """Load and compile a spec file or registry REF (a :class:`~augledger.Pipeline`)."""
-    return resolve_spec_arg(spec)[1]
+    return resolve_spec_arg(spec, allow_retired=allow_retired)[1]

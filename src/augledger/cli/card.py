@@ -37,29 +37,17 @@ def card(
     A REF (even a retired one: the card is a record) shows its registry history; a spec file shows
     it too when the registry holds the same fingerprint under its name.
     """
-    from augledger.errors import RegistryError
-    from augledger.pipeline import compile_spec
+    from augledger.cli._app import resolve_spec_arg
     from augledger.registry.core import Registry
-    from augledger.registry.refs import looks_like_ref
     from augledger.report.card import write_card
-    from augledger.spec import load_spec
 
+    # A retired version too (a card is a record); a REF is checked against its history and must
+    # still compile to its registered fingerprint; a spec file is looked up when there is a registry.
+    source, pipe = resolve_spec_arg(spec, lookup=True, allow_retired=True)
     governance: dict[str, Any] | None = None
-    if looks_like_ref(spec):
+    if source.version is not None:
         with Registry() as reg:
-            version = reg.get(spec)
-            governance = governance_of(reg, version, spec)
-        pipe = compile_spec(version.pipeline_spec())
-    else:
-        pipe = compile_spec(load_spec(spec))
-        try:
-            reg = Registry()
-        except RegistryError:  # no registry here: a card of an unregistered spec
-            reg = None
-        if reg is not None:
-            with reg:
-                found = reg.find(pipe.name, pipe.fingerprint)
-                governance = governance_of(reg, found, found.ref) if found is not None else None
+            governance = governance_of(reg, source.version, spec)
     written = write_card(out, pipe, governance=governance, preview_image=preview, n=n)
     what = f"{governance['name']}@{governance['version']} ({governance['state']})" if governance else "not registered"
     console.print(f"wrote {', '.join(escape(str(p)) for p in written)} ({what}, {pipe.fingerprint[:19]}…)", highlight=False)

@@ -137,6 +137,7 @@ def ledger_show(
     path: Annotated[Path, typer.Argument(metavar="PATH", help="Output folder, online ledger folder or ledger .parquet file.", show_default=False)],
     key: Annotated[str | None, typer.Argument(metavar="KEY", help="Only this sample key.")] = None,
     limit: Annotated[int, typer.Option(min=1, help="Rows to show at most.")] = 50,
+    variant: Annotated[str | None, typer.Option("--variant", help="Only rows of this variant (runs with --variant).", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print ledger rows readably (or as JSON lines, ``ops`` and ``targets`` as JSON)."""
@@ -145,7 +146,14 @@ def ledger_show(
     from augledger.ledger.parquet import read_ledger
 
     ledger = read_ledger(path)
-    rows = ledger.find(key) if key is not None else ledger.rows()[:limit]
+    rows = ledger.find(key) if key is not None else ledger.rows()
+    names = sorted({str(r["variant"]) for r in (ledger.rows() if key is not None else rows) if r.get("variant")})
+    if variant is not None:
+        if variant not in names:
+            raise LedgerError(f"no variant {variant!r} in this ledger; its variants: {', '.join(names) or 'none'}")
+        rows = [r for r in rows if r.get("variant") == variant]
+    total = len(rows) if variant is not None else len(ledger)
+    rows = rows if key is not None else rows[:limit]
     if key is not None and not rows:
         raise LedgerError(f"no rows for key {key!r} in this ledger; keys are paths relative to the source "
                           "(list them with `augledger ledger show` without a key)")
@@ -155,10 +163,11 @@ def ledger_show(
             typer.echo(json.dumps(decoded, sort_keys=True))
         return
     console.print(f"ledger of {ledger.fingerprint[:19]}… ({ledger.header.get('kind', '?')}, seed "
-                  f"{ledger.header.get('seed')}): {len(rows)} of {len(ledger)} rows shown", highlight=False)
+                  f"{ledger.header.get('seed')}): {len(rows)} of {total} rows shown", highlight=False)
     # Offline runs index outputs by copy; an online ledger by training epoch (the same seeding input).
-    table = Table("key", "epoch" if ledger.header.get("kind") == "online" else "copy", "status", "ops / error",
-                  show_lines=False)
+    columns = ["key", "epoch" if ledger.header.get("kind") == "online" else "copy", *(["variant"] if names else []),
+               "status", "ops / error"]
+    table = Table(*columns, show_lines=False)
     for row in rows:
         if row["status"] == "ok":
             ops = json.loads(row["ops"] or "[]")
@@ -168,10 +177,12 @@ def ledger_show(
             ) or "(none applied)"
         else:
             detail = str(row["error"])
-        table.add_row(escape(row["key"]), str(row["epoch"]), row["status"], escape(detail))
+        cells = [escape(row["key"]), str(row["epoch"]), *([escape(str(row.get("variant") or "-"))] if names else []),
+                 row["status"], escape(detail)]
+        table.add_row(*cells)
     console.print(table)
-    if key is None and len(ledger) > limit:
-        console.print(f"… {len(ledger) - limit} more rows (--limit, or pass a KEY)")
+    if key is None and total > limit:
+        console.print(f"… {total - limit} more rows (--limit, or pass a KEY)")
 
 
 def _short(value: Any) -> str:

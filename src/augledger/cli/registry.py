@@ -11,7 +11,6 @@ import typer
 from rich.markup import escape
 
 from augledger.cli._app import JsonOpt, RegistryOpt, app, console, err_console, handle_errors
-from augledger.errors import AuditFailure
 
 registry_app = typer.Typer(
     no_args_is_help=True,
@@ -49,7 +48,11 @@ def init(
     """Create an empty registry (`add` creates one too, with four-eyes approval)."""
     with _open(create=True, single_user=single_user) as reg:
         mode = "single-user: four-eyes approval is off" if reg.single_user else "four-eyes approval"
-        console.print(f"registry {escape(reg.where)} ({mode})", highlight=False)
+        verb = "created" if reg.created else "already exists:"
+        console.print(f"registry {verb} {escape(reg.where)} ({mode})", highlight=False)
+        if single_user and not reg.single_user:
+            err_console.print("[bold yellow]warning:[/] --single-user applies only when a registry is created; "
+                              "this one keeps four-eyes approval", highlight=False)
 
 
 @registry_app.command("add")
@@ -63,6 +66,8 @@ def add(
 
     parsed = load_spec(spec)
     with _open(create=True) as reg:
+        if reg.created:
+            err_console.print(f"created a new registry at {escape(reg.where)} (four-eyes approval)", highlight=False)
         result = reg.add(parsed, note=note)
     v = result.version
     typer.echo(f"{v.ref} {v.fingerprint}")
@@ -88,7 +93,11 @@ def list_(
         typer.echo(json.dumps([{**v.to_dict(), "aliases": by_version.get((v.name, v.version), [])} for v in versions]))
         return
     if not versions:
-        console.print("no versions registered" + (f" under {name!r}" if name else ""), highlight=False)
+        if name:
+            err_console.print(f"[bold red]error:[/] no versions named {escape(repr(name))}; `augledger registry list` "
+                              "shows every name", highlight=False)
+            raise typer.Exit(1)
+        console.print("no versions registered yet (`augledger registry add SPEC`)", highlight=False)
         return
     lines = []  # one write: a thousand rich renders would cost more than the query
     for v in versions:
@@ -131,7 +140,11 @@ def show(ref: RefArg, as_json: JsonOpt = False) -> None:
 
 @registry_app.command("diff")
 @handle_errors
-def diff(a: RefArg, b: Annotated[str, typer.Argument(metavar="REF_B", show_default=False)], as_json: JsonOpt = False) -> None:
+def diff(
+    a: Annotated[str, typer.Argument(metavar="REF_A", help="NAME@VERSION or NAME@ALIAS.", show_default=False)],
+    b: Annotated[str, typer.Argument(metavar="REF_B", help="NAME@VERSION or NAME@ALIAS.", show_default=False)],
+    as_json: JsonOpt = False,
+) -> None:
     """Param-level diff of two versions (like `spec diff`). Exit 1 if they differ."""
     from augledger.cli.spec import print_diff
 
@@ -166,6 +179,16 @@ def _moved(v: Any) -> None:
     console.print(f"{escape(v.ref)} is now {v.state}", highlight=False)
 
 
+def _warn_served(reg: Any, ref: str, state: str) -> None:
+    if state != "deprecated":
+        return
+    v = reg.get(ref)
+    serving = _aliases_of(reg, v.name, v.version)
+    if serving:
+        err_console.print(f"[bold yellow]warning:[/] {', '.join(f'{v.name}@{a}' for a in serving)} still serve "
+                          f"{v.ref}, now deprecated: runs warn until the alias moves", highlight=False)
+
+
 @registry_app.command("promote")
 @handle_errors
 def promote(
@@ -173,8 +196,12 @@ def promote(
     to: Annotated[str, typer.Option("--to", metavar="approved|deprecated|retired", help="The new state.")] = "approved",
 ) -> None:
     """Move a version to another state (draft -> approved needs a second person)."""
+    if to not in ("approved", "deprecated", "retired"):
+        raise typer.BadParameter(f"must be approved, deprecated or retired; got {to!r} (a version never goes back "
+                                 "to draft)", param_hint="--to")
     with _open() as reg:
         _moved(reg.transition(ref, to, reason=reason))
+        _warn_served(reg, ref, to)
 
 
 @registry_app.command("deprecate")
@@ -183,6 +210,7 @@ def deprecate(ref: RefArg, reason: ReasonOpt) -> None:
     """Mark an approved version deprecated (runs still work, with a warning)."""
     with _open() as reg:
         _moved(reg.deprecate(ref, reason=reason))
+        _warn_served(reg, ref, "deprecated")
 
 
 @registry_app.command("retire")
@@ -200,10 +228,11 @@ def alias(
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", help="e.g. production, staging.", show_default=False)],
     version: Annotated[int, typer.Argument(metavar="VERSION", min=1, show_default=False)],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).", show_default=False)] = None,
+    allow_unapproved: Annotated[bool, typer.Option("--allow-unapproved", help="Let the alias point at a draft or deprecated version (a staging alias).")] = False,
 ) -> None:
-    """Point NAME@ALIAS at VERSION, atomically (the previous target is kept for rollback)."""
+    """Point NAME@ALIAS at an approved VERSION, atomically (the previous target is kept for rollback)."""
     with _open() as reg:
-        move = reg.set_alias(name, alias_name, version, reason=reason)
+        move = reg.set_alias(name, alias_name, version, reason=reason, allow_unapproved=allow_unapproved)
     if not move.changed:
         console.print(f"{escape(name)}@{escape(alias_name)} already points at {version}", highlight=False)
     else:
@@ -218,11 +247,16 @@ def rollback(
     alias_name: Annotated[str, typer.Argument(metavar="ALIAS", show_default=False)],
     reason: Annotated[str | None, typer.Option("--reason", help="Why (recorded in the history).", show_default=False)] = None,
 ) -> None:
-    """Move NAME@ALIAS back to its previous target."""
+    """Move NAME@ALIAS back to its previous target (allowed even when that one is deprecated since: an incident)."""
     with _open() as reg:
         move = reg.rollback(name, alias_name, reason=reason)
+        state = reg.get(f"{name}@{move.version}").state
     console.print(f"{escape(name)}@{escape(alias_name)} -> {escape(name)}@{move.version} (rolled back from {move.previous})",
                   highlight=False)
+    if state != "approved":
+        err_console.print(f"[bold yellow]warning:[/] {escape(name)}@{move.version} is {state}: runs of "
+                          f"{escape(name)}@{escape(alias_name)} will warn or, with --require-approved, be refused",
+                          highlight=False)
 
 
 @registry_app.command("audit")
@@ -242,6 +276,7 @@ def audit(as_json: JsonOpt = False) -> None:
         console.print(f"[green]ok[/]: {report.rows} history rows chain correctly; {report.versions} stored specs match "
                       f"their fingerprints ({escape(where)})", highlight=False)
         return
+    err_console.print(f"[bold red]error:[/] audit failed: {escape(report.problems[0])}", highlight=False)
     for problem in report.problems[1:]:
         err_console.print(f"  also: {escape(problem)}", highlight=False)
-    raise AuditFailure(f"audit failed: {report.problems[0]}")
+    raise typer.Exit(1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -98,7 +99,7 @@ def _version_label(manifest: Mapping[str, Any]) -> str:
     short = f"{manifest['fingerprint'][:19]}…"
     label = f"{reg['name']}@{reg['version']} ({reg['fingerprint'][:19]}…)" if reg.get("name") else short
     if manifest.get("variants"):
-        return f"variants {short}, control {label if reg.get('name') else 'SPEC'}"
+        return f"variants {short}, control {label if reg.get('name') else 'the spec file'}"
     return label
 
 
@@ -117,17 +118,24 @@ def _variants(control: Any, provenance: dict[str, Any] | None, given: Sequence[s
         if not eq or not colon or not name or not ref:
             raise typer.BadParameter(f"must be NAME=SPEC|REF:WEIGHT, e.g. candidate=digits@3:0.1; got {text!r}",
                                      param_hint="--variant")
+        if name == "control":
+            raise typer.BadParameter("'control' is reserved for SPEC (it gets the rest of the keys); name the "
+                                     "variant otherwise, e.g. candidate", param_hint="--variant")
         if name in pipes:
-            raise typer.BadParameter(f"variant name {name!r} is used twice ('control' is SPEC's)", param_hint="--variant")
+            raise typer.BadParameter(f"variant name {name!r} is given twice", param_hint="--variant")
         try:
             weights[name] = float(weight_text)
         except ValueError:
             raise typer.BadParameter(f"weight {weight_text!r} of {name!r} is not a number", param_hint="--variant") from None
-        sources[name], pipes[name] = resolve_spec_arg(ref, require_approved=require_approved)
-    rest_share = 1.0 - sum(weights.values())
-    if not 0 < rest_share < 1:
+        if not 0 < weights[name] < 1:
+            raise typer.BadParameter(f"weight of {name!r} must be a share between 0 and 1 (0.1 for 10% of the keys); "
+                                     f"got {weight_text}", param_hint="--variant")
+        sources[name], pipes[name] = resolve_spec_arg(ref, require_approved=require_approved, lookup=True)
+    total = math.fsum(weights.values())
+    rest_share = 1.0 - total
+    if rest_share < 1e-6:
         raise typer.BadParameter(f"the variants' weights must sum to less than 1 (the rest goes to 'control'); "
-                                 f"they sum to {sum(weights.values()):g}", param_hint="--variant")
+                                 f"they sum to {total:g}", param_hint="--variant")
     try:
         variants = Variants(pipes, weights={"control": rest_share, **weights}, salt=salt)
     except SpecError as exc:
@@ -199,8 +207,10 @@ def run(
         )
     except ValueError as exc:  # RunOptions names the option and the allowed values
         raise typer.BadParameter(str(exc)) from None
-    spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved, seed=seed)
+    spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved, seed=seed, lookup=True)
     provenance = spec_source.provenance()
+    if salt and not variant:
+        raise typer.BadParameter("--salt only changes how --variant routes keys; add --variant", param_hint="--salt")
     if variant:
         pipe, provenance = _variants(pipe, provenance, variant, salt, require_approved=require_approved)
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
@@ -236,8 +246,8 @@ def run(
                       f"pipeline {_version_label(m)}, seed {m['seed']}", highlight=False)
         for name, vc in c.get("variants", {}).items():
             weight = m["variants"]["variants"][[v["name"] for v in m["variants"]["variants"]].index(name)]["weight"]
-            console.print(f"  variant {escape(name)} ({weight:g}): {vc['ok']} outputs, {vc['quarantined']} quarantined",
-                          highlight=False)
+            console.print(f"  variant {escape(name)} ({weight:g}): {vc['outputs']} outputs ({vc['ok']} ok, "
+                          f"{vc['quarantined']} quarantined)", highlight=False)
         if result.reused:
             console.print(f"resumed: {result.reused} output(s) were already complete and verified; "
                           f"{c['outputs'] - result.reused} made now", highlight=False)

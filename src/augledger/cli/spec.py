@@ -17,7 +17,7 @@ app.add_typer(spec_app, name="spec")
 @handle_errors
 def spec_validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
     """Check a spec: schema, allowed ops, param names and values. Exit 1 if invalid."""
-    pipe = compile_spec_file(spec)
+    pipe = compile_spec_file(spec, allow_retired=True)
     if as_json:
         typer.echo(json.dumps({"valid": True, "name": pipe.name, "fingerprint": pipe.fingerprint}))
     else:
@@ -29,14 +29,14 @@ def spec_validate(spec: SpecArg, as_json: JsonOpt = False) -> None:
 @handle_errors
 def spec_hash(spec: SpecArg) -> None:
     """Print the fingerprint: SHA-256 of the resolved spec (the pipeline's version)."""
-    typer.echo(compile_spec_file(spec).fingerprint)
+    typer.echo(compile_spec_file(spec, allow_retired=True).fingerprint)
 
 
 @spec_app.command("resolve")
 @handle_errors
 def spec_resolve(spec: SpecArg) -> None:
     """Print the resolved spec (every default filled in) as JSON: exactly what is fingerprinted."""
-    typer.echo(json.dumps(compile_spec_file(spec).resolved_spec, indent=2, sort_keys=True))
+    typer.echo(json.dumps(compile_spec_file(spec, allow_retired=True).resolved_spec, indent=2, sort_keys=True))
 
 
 @spec_app.command("diff")
@@ -47,7 +47,7 @@ def spec_diff(a: SpecArg, b: SpecArg, as_json: JsonOpt = False) -> None:
     Exit 0 if the resolved specs are identical, 1 if anything differs (name, description and seed
     included); the last line says whether the differences change the fingerprint.
     """
-    pa, pb = compile_spec_file(a), compile_spec_file(b)
+    pa, pb = compile_spec_file(a, allow_retired=True), compile_spec_file(b, allow_retired=True)
     print_diff(pa.resolved_spec, pb.resolved_spec, pa.fingerprint, pb.fingerprint, as_json=as_json)
 
 

@@ -48,6 +48,9 @@ def check_tables(derived: Derived, meta: Mapping[str, str], stored: list[Any], a
     if derived.single_user is not None and (meta.get("single_user") == "1") != derived.single_user:
         problems.append("the registry's single_user setting differs from the one its history was created with "
                         "(four-eyes approval was switched off by editing the database)")
+    for e in derived.readded:
+        problems.append(f"{e.describe()} adds {e.name}@{e.version} again: the number was taken by an earlier add "
+                        "(a version row was deleted and the registry edited to reuse it)")
     seen: set[tuple[str, int]] = set()
     for row in stored:
         ref, key = f"{row.name}@{row.version}", (row.name, int(row.version))
@@ -67,15 +70,25 @@ def check_tables(derived: Derived, meta: Mapping[str, str], stored: list[Any], a
         elif spec_digest(row.spec) != added.detail.get("spec_digest"):
             problems.append(f"the stored spec of {ref} differs from the one added in {added.describe()} "
                             "(an unfingerprinted field such as the seed or description was edited)")
+        for column, recorded in (("added_by", added.actor), ("added_at", added.at), ("note", added.reason)):
+            if getattr(row, column) != recorded:
+                problems.append(f"{ref}'s {column} is {getattr(row, column)!r} in the versions table but {recorded!r} "
+                                f"in {added.describe()} (edited outside the registry)")
+        if derived.single_user is False and added.actor in derived.approvers.get(key, []):
+            problems.append(f"{ref} was approved by {added.actor!r}, who added it: four-eyes approval was bypassed "
+                            "(the history was rewritten)")
         state = derived.states.get(key)
         if state != row.state:
             problems.append(f"{ref} is {row.state!r} in the versions table but {state!r} by its history "
                             "(the state was edited outside the registry)")
     for gone in sorted(set(derived.added) - seen):
         problems.append(f"{gone[0]}@{gone[1]} was added ({derived.added[gone].describe()}) but is gone from the versions table")
-    table: dict[tuple[str, str], int | None] = {(str(r.name), str(r.alias)): int(r.version) for r in alias_rows}
-    history = {k: target for k, (target, _prev) in derived.aliases.items()}
-    for alias in sorted(set(table) | set(history)):
-        if table.get(alias) != history.get(alias):
-            problems.append(f"alias {alias[0]}@{alias[1]} points at {table.get(alias)} in the aliases table but "
-                            f"{history.get(alias)} by its history (moved outside the registry)")
+    table: dict[tuple[str, str], tuple[int, int | None]] = {
+        (str(r.name), str(r.alias)): (int(r.version), None if r.previous is None else int(r.previous)) for r in alias_rows}
+    for alias in sorted(set(table) | set(derived.aliases)):
+        ours, theirs = table.get(alias), derived.aliases.get(alias)
+        if ours != theirs:
+            def said(pair: tuple[int, int | None] | None) -> str:
+                return "nothing (no such alias)" if pair is None else f"{pair[0]} (previously {pair[1]})"
+            problems.append(f"alias {alias[0]}@{alias[1]} points at {said(ours)} in the aliases table but "
+                            f"{said(theirs)} by its history (moved outside the registry)")

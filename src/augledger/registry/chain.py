@@ -87,6 +87,10 @@ class Derived:
     states: dict[tuple[str, int], str] = field(default_factory=dict)
     added: dict[tuple[str, int], HistoryEntry] = field(default_factory=dict)
     aliases: dict[tuple[str, str], tuple[int, int | None]] = field(default_factory=dict)
+    #: ``add`` rows that reuse a (name, version) already added (a deleted version's number taken again).
+    readded: list[HistoryEntry] = field(default_factory=list)
+    #: (name, version) -> the actors who moved it to ``approved``.
+    approvers: dict[tuple[str, int], list[str]] = field(default_factory=dict)
     single_user: bool | None = None
 
 
@@ -97,10 +101,15 @@ def derive(entries: Iterable[HistoryEntry]) -> Derived:
         if e.action == "init":
             out.single_user = bool(e.detail.get("single_user"))
         elif e.action == "add" and e.name is not None and e.version is not None:
+            if (e.name, e.version) in out.added:
+                out.readded.append(e)  # a number used twice: the first add stands, audit names the second
+                continue
             out.states[(e.name, e.version)] = "draft"
             out.added[(e.name, e.version)] = e
         elif e.action in ("promote", "deprecate", "retire") and e.name is not None and e.version is not None:
             out.states[(e.name, e.version)] = str(e.detail.get("to"))
+            if e.detail.get("to") == "approved":
+                out.approvers.setdefault((e.name, e.version), []).append(e.actor)
         elif e.action in ("alias", "rollback") and e.name is not None:
             out.aliases[(e.name, str(e.detail.get("alias")))] = (int(e.detail["to"]), e.detail.get("from"))
     return out

@@ -20,14 +20,15 @@ splitting the writers across modules would invite one that bypasses it.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from augledger._canonical import canonical_json
-from augledger.errors import AuditFailure, LifecycleError, RegistryError
+from augledger._canonical import canonical_json, fingerprint_of
+from augledger.errors import AuditFailure, LifecycleError, RegistryError, RegistryNotFound
 from augledger.registry.audit import AuditReport, check_chain, check_tables
 from augledger.registry.chain import GENESIS, HistoryEntry, derive, entry_hash, spec_digest
 from augledger.registry.model import (
@@ -49,6 +50,25 @@ __all__ = ["Registry"]
 log = logging.getLogger(__name__)
 
 _ACTION = {"approved": "promote", "deprecated": "deprecate", "retired": "retire"}
+#: The advisory lock key that serialises creating a registry on PostgreSQL ("augl").
+_CREATE_LOCK = 0x6175676C
+#: Longest name, alias, actor the tables hold (String(200) / String(100)); checked before writing.
+MAX_NAME = 200
+
+
+def _sqlite_file(url: str) -> str | None:
+    """The database file of an SQLite URL (any driver), or ``None`` (another database, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(parsed.database)
+
+
+def _no_such_table(exc: Exception) -> bool:
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "no such table" in text or ("does not exist" in text and "relation" in text)
 FORMAT = 1
 
 
@@ -74,15 +94,19 @@ class Registry:
         self.url = normalise_url(str(url) if url is not None else default_url())
         self.where = display_url(self.url)
         self._t = Tables.get()
-        if self.url.startswith("sqlite:///") and not create:
-            path = Path(self.url[len("sqlite:///"):])
-            if not path.is_file():
-                raise RegistryError(
-                    f"no registry at {str(path)!r}; `augledger registry add SPEC` creates one there, "
-                    f"or point --registry / ${'AUGLEDGER_REGISTRY'} at an existing one"
+        #: Whether this call created the registry (a new SQLite file).
+        self.created = False
+        database = _sqlite_file(self.url)
+        if database is not None:
+            path = Path(database)
+            if not path.is_file() and not create:
+                raise RegistryNotFound(
+                    f"no registry at {str(path)!r} (nor in a parent folder's .augledger/); point --registry or "
+                    "$AUGLEDGER_REGISTRY at yours, or start one here with `augledger registry init`"
                 )
-        if self.url.startswith("sqlite:///") and create:
-            Path(self.url[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+            self.created = not path.is_file()
+        if database is not None and create:
+            Path(database).parent.mkdir(parents=True, exist_ok=True)
         self._engine = make_engine(self.url)
         try:
             self._open(create=create, single_user=single_user)
@@ -91,7 +115,9 @@ class Registry:
             raise
         except Exception as exc:
             self._engine.dispose()
-            raise RegistryError(f"cannot open the registry at {self.where}: {type(exc).__name__}: {exc}") from None
+            detail = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+            raise RegistryError(f"cannot open the registry at {self.where}: {detail} (is it an augledger registry, "
+                                "an SQLite file or a reachable PostgreSQL database?)") from None
 
     # -- opening ------------------------------------------------------------------------------------
     def _open(self, *, create: bool, single_user: bool) -> None:
@@ -100,34 +126,46 @@ class Registry:
 
         t = self._t
         if create:
-            self._create_tables()  # CREATE TABLE IF NOT EXISTS, then the first history row
-            with self._writing(single_user) as (_conn, _head):
-                pass
+            self._create(single_user)
         try:
             with self._engine.connect() as conn:
                 meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
-        except DBAPIError:  # no such table (reading first beats asking the catalogue: one round trip)
+        except DBAPIError as exc:  # reading first beats asking the catalogue: one round trip
+            if not _no_such_table(exc):
+                raise
             meta = {}
         if "head" not in meta:
-            raise RegistryError(f"{self.where} holds no augledger registry; `augledger registry add SPEC` creates one")
+            raise RegistryNotFound(f"{self.where} holds no augledger registry; `augledger registry init` starts one")
         fmt = int(meta.get("format", "0"))
         if fmt != FORMAT:
             raise RegistryError(f"registry {self.where} has format {fmt}; this augledger reads format {FORMAT}")
         self.single_user = meta.get("single_user") == "1"
-        if create and single_user and not self.single_user:
-            log.warning("registry %s already exists with four-eyes approval; --single-user applies only "
-                        "when a registry is created", self.where)
 
-    def _create_tables(self) -> None:
-        from sqlalchemy.exc import DBAPIError
+    def _create(self, single_user: bool) -> None:
+        """Create the tables and the first history row, once, however many processes try at the same time.
 
-        for attempt in range(3):  # two processes creating the registry at once: one wins, the other re-checks
+        The whole creation is one transaction under the database's writer lock: ``BEGIN IMMEDIATE`` on
+        SQLite, a transaction-scoped advisory lock on PostgreSQL (there is no head row to lock yet).
+        """
+        from sqlalchemy import select, text
+        from sqlalchemy.exc import OperationalError
+
+        t = self._t
+        for attempt in range(5):
             try:
-                self._t.metadata.create_all(self._engine)
+                with self._engine.connect() as conn:
+                    conn = conn.execution_options(augledger_write=True)
+                    with conn.begin():
+                        if self._engine.dialect.name == "postgresql":
+                            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+                        t.metadata.create_all(conn)  # IF NOT EXISTS, table by table
+                        if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head")).scalar() is None:
+                            self._initialise(conn, single_user)
                 return
-            except DBAPIError:
-                if attempt == 2:
+            except OperationalError:  # SQLite: the writer lock was not free for `timeout` seconds
+                if attempt == 4:
                     raise
+                time.sleep(0.05 * (attempt + 1))
 
     def _initialise(self, conn: Any, single_user: bool) -> str:
         t = self._t
@@ -140,27 +178,47 @@ class Registry:
                             detail={"format": FORMAT, "single_user": single_user}, actor=None)
 
     @contextmanager
-    def _writing(self, single_user: bool = False) -> Iterator[tuple[Any, list[str]]]:
-        """A write transaction holding the registry's write lock; yields (connection, [head hash])."""
+    def _writing(self) -> Iterator[tuple[Any, list[str]]]:
+        """A write transaction holding the registry's write lock; yields (connection, [head hash]).
+
+        Database errors (a lock not granted in time, a value too long for a column) become
+        :class:`~augledger.errors.RegistryError`; the transaction is rolled back.
+        """
         from sqlalchemy import select
+        from sqlalchemy.exc import DBAPIError
 
         t = self._t
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(augledger_write=True)
+                with conn.begin():
+                    head = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head").with_for_update()).scalar()
+                    if head is None:
+                        raise RegistryError(f"{self.where} holds no augledger registry (its head row is gone); "
+                                            "run `augledger registry audit`")
+                    box = [str(head)]
+                    yield conn, box
+        except DBAPIError as exc:
+            detail = str(exc.orig if exc.orig is not None else exc).splitlines()[0]
+            hint = ("; another writer held the registry for over a minute: retry" if "locked" in detail else "")
+            raise RegistryError(f"the registry at {self.where} refused the write: {detail}{hint}") from None
+
+    @contextmanager
+    def _reading(self) -> Iterator[Any]:
+        """A read-only transaction that sees one snapshot (REPEATABLE READ on PostgreSQL; SQLite's read lock)."""
         with self._engine.connect() as conn:
-            conn = conn.execution_options(augledger_write=True)
+            if self._engine.dialect.name == "postgresql":
+                conn = conn.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
             with conn.begin():
-                head = conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head").with_for_update()).scalar()
-                if head is None:
-                    head = self._initialise(conn, single_user)
-                box = [str(head)]
-                yield conn, box
+                yield conn
 
     def _append(self, conn: Any, head: str, *, action: str, name: str | None, version: int | None,
-                reason: str | None, detail: Mapping[str, Any], actor: str | None) -> str:
+                reason: str | None, detail: Mapping[str, Any], actor: str | None, at: str | None = None) -> str:
         from sqlalchemy import func, select
 
         t = self._t
         seq = int(conn.execute(select(func.coalesce(func.max(t.history.c.seq), 0))).scalar_one()) + 1
-        fields: dict[str, Any] = {"seq": seq, "at": _now(), "actor": actor or current_actor(), "action": action,
+        fields: dict[str, Any] = {"seq": seq, "at": at or _now(), "actor": actor or current_actor(), "action": action,
                                   "name": name, "version": version, "reason": reason, "detail": dict(detail),
                                   "prev_hash": head}
         digest = entry_hash(fields)
@@ -221,14 +279,53 @@ class Registry:
         extra = f"; {more}" if more else ""
         return f"{name!r} has {what} in {self.where}; versions: {', '.join(map(str, numbers))}{extra}"
 
-    def get(self, ref: str) -> VersionInfo:
+    def get(self, ref: str, *, verified: bool = False) -> VersionInfo:
         """The version a REF (``NAME@VERSION`` or ``NAME@ALIAS``) names.
+
+        Args:
+            verified: also check the version against its own history rows (:meth:`_check_version`):
+                what a run uses must be what was added and approved, not an edited table row.
 
         Raises:
             RegistryError: no such name, version or alias (the message lists what exists).
+            AuditFailure: ``verified`` and the version's tables disagree with its history.
         """
         with self._engine.connect() as conn:
-            return self._get(conn, ref)
+            info = self._get(conn, ref)
+            if verified:
+                _name, selector = parse_ref(ref)
+                self._check_version(conn, info, alias=selector if isinstance(selector, str) else None)
+            return info
+
+    def _check_version(self, conn: Any, info: VersionInfo, *, alias: str | None = None) -> None:
+        """The version's row (spec, fingerprint, adder, state) and the alias's target against the name's history.
+
+        Each history row's own hash is checked too; the chain as a whole is ``audit``'s job.
+        """
+        from sqlalchemy import select
+
+        h = self._t.history
+        rows = [HistoryEntry.from_row(r._mapping) for r in
+                conn.execute(select(h).where(h.c.name == info.name).order_by(h.c.seq))]
+        fix = "; the registry was edited outside augledger: run `augledger registry audit`"
+        for e in rows:
+            if entry_hash(e.hashed()) != e.hash:
+                raise AuditFailure(f"{e.describe()} does not match its hash{fix}")
+        derived = derive(rows)
+        added = derived.added.get((info.name, info.version))
+        if added is None:
+            raise AuditFailure(f"{info.ref} has no 'add' row in the history{fix}")
+        if (fingerprint_of(info.spec) != info.fingerprint or info.fingerprint != added.detail.get("fingerprint")
+                or spec_digest(info.spec_text) != added.detail.get("spec_digest")):
+            raise AuditFailure(f"the stored spec of {info.ref} is not the one added in {added.describe()}{fix}")
+        if info.added_by != added.actor:
+            raise AuditFailure(f"{info.ref} names {info.added_by!r} as its author, its history {added.actor!r}{fix}")
+        if derived.states.get((info.name, info.version)) != info.state:
+            raise AuditFailure(f"{info.ref} is {info.state!r} in the versions table but "
+                               f"{derived.states.get((info.name, info.version))!r} by its history{fix}")
+        if alias is not None and derived.aliases.get((info.name, alias), (None, None))[0] != info.version:
+            raise AuditFailure(f"{info.name}@{alias} points at {info.version} in the aliases table but at "
+                               f"{derived.aliases.get((info.name, alias), (None, None))[0]} by its history{fix}")
 
     def find(self, name: str, fingerprint: str) -> VersionInfo | None:
         """The version of ``name`` with this fingerprint, if registered."""
@@ -299,9 +396,13 @@ class Registry:
 
         pipe = compile_spec(spec if isinstance(spec, PipelineSpec) else parse_spec(spec))
         name = pipe.name
-        if "@" in name or name != name.strip():
-            raise RegistryError(f"spec name {name!r} cannot be registered: a REF is NAME@VERSION, so the name must "
-                                "not contain '@' or start or end with spaces; rename it in the spec")
+        if any(c in name for c in "@/\\") or name != name.strip() or len(name) > MAX_NAME:
+            raise RegistryError(f"spec name {name!r} cannot be registered: a REF is NAME@VERSION and must not read as "
+                                f"a path, so the name must not contain '@', '/' or '\\', start or end with spaces, "
+                                f"or be longer than {MAX_NAME} characters; rename it in the spec")
+        who = actor or current_actor()
+        if len(who) > MAX_NAME:
+            raise RegistryError(f"actor {who[:40]!r}... is longer than {MAX_NAME} characters; shorten AUGLEDGER_USER")
         resolved = pipe.resolved_spec
         text = canonical_json(resolved).decode("utf-8")
         v = self._t.versions
@@ -311,12 +412,18 @@ class Registry:
                 info = self._info(existing)
                 differs = tuple(k for k in ("seed", "description") if info.spec.get(k) != resolved.get(k))
                 return AddResult(info, created=False, differs=differs)
-            number = int(conn.execute(select(func.coalesce(func.max(v.c.version), 0)).where(v.c.name == name)).scalar_one()) + 1
-            who, when = actor or current_actor(), _now()
+            # Numbered past every version the history ever added: a deleted row's number is never reused.
+            h = self._t.history
+            in_table = conn.execute(select(func.coalesce(func.max(v.c.version), 0)).where(v.c.name == name)).scalar_one()
+            in_history = conn.execute(select(func.coalesce(func.max(h.c.version), 0))
+                                      .where(h.c.name == name, h.c.action == "add")).scalar_one()
+            number = max(int(in_table), int(in_history)) + 1
+            when = _now()
             conn.execute(v.insert().values(name=name, version=number, fingerprint=pipe.fingerprint, spec=text,
                                            state="draft", added_by=who, added_at=when, note=note))
             head[0] = self._append(conn, head[0], action="add", name=name, version=number, reason=note,
-                                   detail={"fingerprint": pipe.fingerprint, "spec_digest": spec_digest(text)}, actor=who)
+                                   detail={"fingerprint": pipe.fingerprint, "spec_digest": spec_digest(text)}, actor=who,
+                                   at=when)
             row = self._version_row(conn, name, number)
         log.info("registered %s@%d %s", name, number, pipe.fingerprint)
         return AddResult(self._info(row), created=True)
@@ -331,12 +438,13 @@ class Registry:
         from sqlalchemy import select
 
         if to not in _ACTION:
-            raise LifecycleError(f"--to must be one of approved, deprecated, retired; got {to!r}")
+            raise LifecycleError(f"the new state must be approved, deprecated or retired; got {to!r}")
         if not reason or not reason.strip():
             raise LifecycleError(f"a reason is required to move {ref} to {to} (--reason TEXT): the history records why")
         who = actor or current_actor()
         with self._writing() as (conn, head):
             info = self._get(conn, ref)
+            self._check_version(conn, info)  # never approve (or retire) what the history does not vouch for
             allowed = TRANSITIONS[info.state]
             if to not in allowed:
                 options = ", ".join(allowed) if allowed else "nothing (retired is final)"
@@ -369,17 +477,19 @@ class Registry:
         return self.transition(ref, "retired", reason=reason, actor=actor)
 
     def set_alias(self, name: str, alias: str, version: int, *, reason: str | None = None,
-                  actor: str | None = None) -> AliasMove:
+                  actor: str | None = None, allow_unapproved: bool = False) -> AliasMove:
         """Point ``name@alias`` at ``version`` atomically, keeping the previous target for rollback.
+
+        Only an approved version, unless ``allow_unapproved`` (a ``staging`` alias for a draft, say).
 
         Raises:
             RegistryError: a bad alias name, or no such version.
-            LifecycleError: the version is retired.
+            LifecycleError: the version is retired, or not approved without ``allow_unapproved``.
         """
-        if alias.isdigit() or not ALIAS_PATTERN.fullmatch(alias):
-            raise RegistryError(f"alias {alias!r} must start with a letter and hold letters, digits, _ . - "
-                                "(a number would read as a version)")
-        return self._move(name, alias, reason=reason, actor=actor, to=int(version))
+        if not ALIAS_PATTERN.fullmatch(alias) or alias.lower().endswith((".yaml", ".yml", ".json")):
+            raise RegistryError(f"alias {alias!r} must start with a letter, hold letters, digits, _ . - (at most 100), "
+                                "and not end in .yaml/.yml/.json (NAME@ALIAS would read as a spec file)")
+        return self._move(name, alias, reason=reason, actor=actor, to=int(version), allow_unapproved=allow_unapproved)
 
     def rollback(self, name: str, alias: str, *, reason: str | None = None, actor: str | None = None) -> AliasMove:
         """Move ``name@alias`` back to its previous target (a second rollback undoes the first).
@@ -388,9 +498,27 @@ class Registry:
             RegistryError: no such alias, or it has never been moved.
             LifecycleError: the previous target has been retired since.
         """
-        return self._move(name, alias, reason=reason, actor=actor, to=None)
+        return self._move(name, alias, reason=reason, actor=actor, to=None, allow_unapproved=True)
 
-    def _move(self, name: str, alias: str, *, reason: str | None, actor: str | None, to: int | None) -> AliasMove:
+    def _previous_target(self, conn: Any, name: str, alias: str, current: Any) -> int:
+        """Where a rollback goes: the alias's previous target by its history (the table's must agree)."""
+        from sqlalchemy import select
+
+        h = self._t.history
+        rows = [HistoryEntry.from_row(r._mapping) for r in
+                conn.execute(select(h).where(h.c.name == name).order_by(h.c.seq))]
+        target, previous = derive(rows).aliases.get((name, alias), (None, None))
+        table_previous = None if current.previous is None else int(current.previous)
+        if (target, previous) != (int(current.version), table_previous):
+            raise AuditFailure(f"{name}@{alias} is {current.version} (previously {table_previous}) in the aliases table "
+                               f"but {target} (previously {previous}) by its history; the registry was edited outside "
+                               "augledger: run `augledger registry audit`")
+        if previous is None:
+            raise RegistryError(f"{name}@{alias} has never been moved: there is nothing to roll back to")
+        return int(previous)
+
+    def _move(self, name: str, alias: str, *, reason: str | None, actor: str | None, to: int | None,
+              allow_unapproved: bool) -> AliasMove:
         from sqlalchemy import select
 
         a = self._t.aliases
@@ -400,14 +528,16 @@ class Registry:
             if to is None:
                 if current is None:
                     raise RegistryError(self._unknown(conn, name, f"no alias {alias!r}", ""))
-                if current.previous is None:
-                    raise RegistryError(f"{name}@{alias} has never been moved: there is nothing to roll back to")
-                to = int(current.previous)
+                to = self._previous_target(conn, name, alias, current)
             row = self._version_row(conn, name, to)
             if row is None:
                 raise RegistryError(self._unknown(conn, name, f"no version {to}", ""))
             if row.state == "retired":
                 raise LifecycleError(f"{name}@{to} is retired; an alias cannot point at it")
+            if row.state != "approved" and not allow_unapproved:
+                raise LifecycleError(f"{name}@{to} is {row.state}, not approved: approve it first (four eyes), or "
+                                     "--allow-unapproved for an alias that may serve unapproved versions (staging)")
+            self._check_version(conn, self._info(row))
             before = None if current is None else int(current.version)
             if before == to:
                 return AliasMove(name, alias, current.previous, to, changed=False)
@@ -427,7 +557,7 @@ class Registry:
 
         t = self._t
         report = AuditReport()
-        with self._engine.connect() as conn:
+        with self._reading() as conn:  # one snapshot: a writer in between must not look like tampering
             rows = [HistoryEntry.from_row(r._mapping) for r in conn.execute(select(t.history).order_by(t.history.c.seq))]
             meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
             stored = list(conn.execute(select(t.versions).order_by(t.versions.c.name, t.versions.c.version)))

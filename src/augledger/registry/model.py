@@ -49,10 +49,11 @@ def parse_ref(ref: str) -> tuple[str, int | str]:
     name, at, selector = str(ref).rpartition("@")
     if not at or not name or not selector:
         raise RegistryError(f"REF {ref!r} must be NAME@VERSION (e.g. digits@2) or NAME@ALIAS (e.g. digits@production)")
-    if selector.isdigit():
+    if re.fullmatch(r"[0-9]+", selector):
         return name, int(selector)
     if not ALIAS_PATTERN.fullmatch(selector):
-        raise RegistryError(f"REF {ref!r}: {selector!r} is neither a version number nor an alias (letters, digits, _ . -)")
+        raise RegistryError(f"REF {ref!r}: {selector!r} is neither a version number (digits, e.g. 2) nor an alias "
+                            "(starting with a letter, e.g. production)")
     return name, selector
 
 

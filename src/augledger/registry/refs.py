@@ -93,58 +93,93 @@ def _open(registry: Registry | str | Path | None) -> Registry:
     return registry if isinstance(registry, Registry) else Registry(registry)
 
 
+def _described(given: str, info: VersionInfo) -> str:
+    return info.ref if given == info.ref else f"{given} ({info.ref})"
+
+
 def resolve_spec(
-    source: str | Path, /, *, registry: Registry | str | Path | None = None, require_approved: bool | None = None
+    source: str | Path, /, *, registry: Registry | str | Path | None = None, require_approved: bool | None = None,
+    lookup: bool = False, allow_retired: bool = False,
 ) -> SpecSource:
     """Load a spec file or resolve a registry REF, applying the lifecycle rules (module docstring).
+
+    Args:
+        registry: the registry (a :class:`~augledger.registry.Registry`, a path or a URL); default
+            ``$AUGLEDGER_REGISTRY``, else the nearest ``.augledger/registry.db`` up from the current folder.
+        require_approved: refuse anything not approved (default ``$AUGLEDGER_REQUIRE_APPROVED``).
+        lookup: also look a spec file up in the registry (when there is one), so that a run records
+            its version and the lifecycle rules apply to it (``augledger run`` does).
+        allow_retired: warn about a retired version instead of refusing it (read-only commands).
 
     Raises:
         SpecError: a spec file is missing or invalid.
         RegistryError: the REF does not resolve (the message lists what exists).
         LifecycleError: the version is retired, or not approved while approval is required.
+        AuditFailure: the version's row disagrees with its history (an edited registry).
     """
+    from augledger.errors import RegistryNotFound
+
     strict = require_approved_default() if require_approved is None else require_approved
     given = str(source)
-    if not looks_like_ref(given):
-        from augledger.spec import load_spec as load_spec_file
-
-        spec = load_spec_file(source)
-        if not strict:
-            return SpecSource(spec, given)
-        from augledger.pipeline import compile_spec
-
+    if looks_like_ref(given):
         reg = _open(registry)
+        where = reg.where
         try:
-            info = reg.find(spec.name, compile_spec(spec).fingerprint)
+            info: VersionInfo | None = reg.get(given, verified=True)
         finally:
             if reg is not registry:
                 reg.close()
-        if info is None or info.state != "approved":
-            what = "is not in the registry" if info is None else f"is {info.ref}, which is {info.state}"
-            raise LifecycleError(
-                f"approval is required ({REQUIRE_APPROVED_VAR} / --require-approved), and spec file {given!r} {what}; "
-                "register it and have another person approve it, or use an approved REF"
-            )
-        return SpecSource(spec, given, info, reg.where)
-    reg = _open(registry)
-    try:
-        info = reg.get(given)
-    finally:
-        if reg is not registry:
-            reg.close()
+        assert info is not None
+        spec = _stored_spec(info)
+    else:
+        from augledger.spec import load_spec as load_spec_file
+
+        spec = load_spec_file(source)
+        if not strict and not lookup:
+            return SpecSource(spec, given)
+        from augledger.pipeline import compile_spec
+
+        try:
+            reg = _open(registry)
+        except RegistryNotFound:
+            if strict:
+                raise
+            return SpecSource(spec, given)  # no registry here: nothing to look up
+        where = reg.where
+        try:
+            info = reg.find(spec.name, compile_spec(spec).fingerprint)
+            if info is not None:
+                info = reg.get(info.ref, verified=True)
+        finally:
+            if reg is not registry:
+                reg.close()
+        if info is None:
+            if strict:
+                raise LifecycleError(
+                    f"approval is required ({REQUIRE_APPROVED_VAR} / --require-approved), and spec file {given!r} is "
+                    "not in the registry; register it (`augledger registry add`) and have another person approve it"
+                )
+            return SpecSource(spec, given)
+    what = _described(given, info) if looks_like_ref(given) else f"spec file {given!r} ({info.ref})"
     if info.state == "retired":
-        raise LifecycleError(f"{given} is {info.ref}, which is retired and can no longer be used; pick another version")
-    if strict and info.state != "approved":
-        raise LifecycleError(f"approval is required ({REQUIRE_APPROVED_VAR} / --require-approved), and {given} is "
-                             f"{info.ref}, which is {info.state}")
-    if info.state == "deprecated":
-        warnings.warn(DeprecatedVersionWarning(f"{given} is {info.ref}, which is deprecated; move to a newer version"),
-                      stacklevel=2)
+        message = f"{what} is retired and can no longer be used; pick another version"
+        if not allow_retired:
+            raise LifecycleError(message)
+        warnings.warn(DeprecatedVersionWarning(message.replace("can no longer be used; pick another version",
+                                                               "(shown for the record)")), stacklevel=2)
+    elif strict and info.state != "approved":
+        raise LifecycleError(f"approval is required ({REQUIRE_APPROVED_VAR} / --require-approved), and {what} is "
+                             f"{info.state}" + ("; have another person approve it" if info.state == "draft" else ""))
+    elif info.state == "deprecated":
+        warnings.warn(DeprecatedVersionWarning(f"{what} is deprecated; move to a newer version"), stacklevel=2)
+    return SpecSource(spec, given, info, where)
+
+
+def _stored_spec(info: VersionInfo) -> PipelineSpec:
     try:
-        spec = info.pipeline_spec()
+        return info.pipeline_spec()
     except SpecError as exc:
         raise SpecError(f"{info.ref} in the registry no longer validates: {exc}") from None
-    return SpecSource(spec, given, info, reg.where)
 
 
 def load_spec(

@@ -34,8 +34,17 @@ LOCK_TIMEOUT_S = 60.0
 
 
 def default_url() -> str:
-    """``$AUGLEDGER_REGISTRY``, else the SQLite file ``.augledger/registry.db`` under the current folder."""
-    return os.environ.get(ENV_VAR) or str(DEFAULT_PATH)
+    """``$AUGLEDGER_REGISTRY``; else the nearest ``.augledger/registry.db`` in the current folder or a
+    parent (as git finds ``.git``); else ``.augledger/registry.db`` in the current folder (created there)."""
+    given = os.environ.get(ENV_VAR)
+    if given:
+        return given
+    here = Path.cwd()
+    for folder in (here, *here.parents):
+        candidate = folder / DEFAULT_PATH
+        if candidate.is_file():
+            return str(candidate)
+    return str(DEFAULT_PATH)
 
 
 def normalise_url(url_or_path: str) -> str:

@@ -16,7 +16,7 @@ import os
 import platform
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,14 +35,14 @@ MANIFEST_FORMAT = 2
 class Summary:
     """Counts, quarantined outputs and the source digest, gathered from rows in (key, epoch) order."""
 
-    def __init__(self) -> None:
+    def __init__(self, variants: Sequence[str] = ()) -> None:
         self.outputs = self.ok = 0
         self.quarantined: list[dict[str, Any]] = []
         self._sources = SourcesDigest()
         self._key: str | None = None
         self._key_digests: set[str] = set()
-        #: variant -> {"outputs", "ok", "quarantined"} (runs with variants only).
-        self.variants: dict[str, dict[str, int]] = {}
+        #: variant -> {"outputs", "ok", "quarantined"} (runs with variants only; a variant no key went to shows 0s).
+        self.variants: dict[str, dict[str, int]] = {name: {"outputs": 0, "ok": 0, "quarantined": 0} for name in variants}
 
     def add(self, row: LedgerRow) -> None:
         self.outputs += 1
@@ -158,7 +158,9 @@ def registry_facts(provenance: Mapping[str, Any] | None, fingerprints: Mapping[s
         fingerprint = fingerprints[name]
         if given.get("fingerprint") not in (None, fingerprint):
             raise SpecError(f"provenance names fingerprint {given.get('fingerprint')}, but the pipeline is {fingerprint}")
-        return {k: given.get(k) for k in ("ref", "name", "version", "state")} | {"fingerprint": fingerprint}
+        # The lifecycle state is not here: it changes after the run, and the manifest describes the dataset
+        # (run.json records the state the version was in when the run used it).
+        return {k: given.get(k) for k in ("ref", "name", "version")} | {"fingerprint": fingerprint}
 
     out = facts(provenance, "") if provenance.get("name") is not None else {}
     others = {name: facts(p, name) for name, p in (provenance.get("variants") or {}).items() if p}

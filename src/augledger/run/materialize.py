@@ -232,6 +232,9 @@ def materialize(
                                       "missing-image", "listed in the annotations but no such file")
                 for key in missing for e in plan.wanted_epochs
             ]
+            for row in extra_rows:  # like every augmented row, it names its key's pipeline version and variant
+                if row.epoch != ORIGINAL_EPOCH:
+                    row.fingerprint, row.variant = pipeline.arm(row.key).fingerprint, pipeline.variant_of(row.key)
             for row in extra_rows:
                 plan.done[(row.key, row.epoch)] = journal.append(row)
             if extra_rows:
@@ -250,7 +253,7 @@ def materialize(
                 header["registry"] = reg_facts
             if isinstance(pipeline, Variants):
                 header["variants"] = pipeline.describe()
-            summary = Summary()
+            summary = Summary(list(pipeline.pipelines) if isinstance(pipeline, Variants) else ())
             referenced: set[str] = set()
             exported: list[ExportEntry] = []
             packer = ShardPacker(write_root, out, options) if options.format == "webdataset" else None
@@ -314,8 +317,9 @@ def materialize(
             out=out, source=src_root, annotations=ann_path, key_column=key_column, masks=masks_root, reused=reused,
             made=counts["outputs"] - reused, removed=removed,
         )
-        if provenance and provenance.get("registry"):
-            facts["registry"] = provenance["registry"]
+        if provenance:
+            facts["registry"] = {"location": provenance.get("registry"), "state": provenance.get("state"),
+                                 "variants": {n: p.get("state") for n, p in (provenance.get("variants") or {}).items()}}
         folder = LocalStore(out)
         folder.write(RUN_INFO, json.dumps(facts, indent=2, sort_keys=True).encode())
         folder.write(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())

@@ -95,7 +95,7 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
         expected = pipeline.sample_seed_hex(key=key, epoch=epoch)
-        routing = _routing_problem(pipeline, row)
+        routing = _routing_problem(pipeline, row, int(header.get("format", 0)))
         if routing:
             report.problems.append(Problem(key, epoch, routing))
         elif row["seed"] != expected:
@@ -217,12 +217,16 @@ def _check_export(ds: OutputFolder, export: Mapping[str, Any], entries: list[Exp
             report.problems.append(Problem("*", 0, f"{export['format']} export file {path} does not match the ledger"))
 
 
-def _routing_problem(pipeline: Augmenter, row: Mapping[str, Any]) -> str | None:
-    """Why a row's fingerprint or variant is not the one its key routes to (``None`` when it is)."""
+def _routing_problem(pipeline: Augmenter, row: Mapping[str, Any], ledger_format: int) -> str | None:
+    """Why a row's fingerprint or variant is not the one its key routes to (``None`` when it is).
+
+    Rows of ledgers before format 3 have no fingerprint column to check.
+    """
     if row["epoch"] == ORIGINAL_EPOCH:
         return None
     arm, variant = pipeline.arm(row["key"]).fingerprint, pipeline.variant_of(row["key"])
-    if row.get("fingerprint") in (None, arm) and row.get("variant") == variant:
+    recorded = row.get("fingerprint")
+    if (recorded == arm or (recorded is None and ledger_format < 3)) and row.get("variant") == variant:
         return None
     return (f"is recorded as made by {row.get('variant') or 'pipeline'} {row.get('fingerprint')}, but the key routes "
             f"to {variant or 'pipeline'} {arm}: the row was edited or belongs to another experiment")
@@ -232,7 +236,7 @@ def _check_rows(ds: OutputFolder, rows: Iterable[Mapping[str, Any]], report: Ver
     for row in rows:
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
-        routing = _routing_problem(ds.pipeline, row)
+        routing = _routing_problem(ds.pipeline, row, int(ds.ledger.header.get("format", 0)))
         if routing:
             report.problems.append(Problem(key, epoch, routing))
             continue

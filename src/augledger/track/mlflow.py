@@ -13,10 +13,8 @@ What a run gets (:data:`TAG_PREFIX` tags, ``augledger/`` artifacts):
   offline run, ``augledger/manifest.json`` and ``augledger/preview.png``;
 * metrics ``augledger.outputs``, ``augledger.ok``, ``augledger.quarantined``,
   ``augledger.variant.<name>.ok``, ``augledger.outputs_per_second``;
-* the augmented dataset as an MLflow dataset input: its digest is the SHA-256 of the run's
-  ``manifest.json`` (cut to the 36 characters MLflow stores; the full value is the
-  ``augledger.dataset_digest`` tag), and the manifest holds the ledger's digest, which holds every
-  output's.
+* the augmented dataset as an MLflow dataset input: its digest is :func:`dataset_digest` (cut to
+  the 36 characters MLflow stores; the full value is the ``augledger.dataset_digest`` tag).
 """
 
 from __future__ import annotations
@@ -63,8 +61,17 @@ def default_tracking_uri() -> str:
 
 
 def dataset_digest(out: str | Path) -> str:
-    """The digest of an output folder as a dataset: SHA-256 of its ``manifest.json`` (deterministic for a dataset)."""
-    return sha256_hex((Path(out) / "manifest.json").read_bytes())
+    """The digest of an output folder as a dataset: SHA-256 of the canonical JSON of its ``manifest.json``
+    without ``registry`` (how the version was named: ``digits@production`` and ``digits@2`` make one dataset).
+
+    The manifest holds the ledger's digest, which holds every output's, so this digest changes when any
+    output, the spec, the seed, the options or the source does.
+    """
+    from augledger._canonical import canonical_json
+
+    manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
+    manifest.pop("registry", None)
+    return sha256_hex(canonical_json(manifest))
 
 
 def _identity_tags(pipe: Augmenter, provenance: Mapping[str, Any] | None) -> dict[str, str]:
@@ -334,12 +341,12 @@ def lineage(model: str | None = None, version: str | int | None = None, *, run_i
 
 def _registered(fingerprint: str, spec_fingerprint: str | None, registry: Any) -> list[dict[str, Any]]:
     """Registry versions with this fingerprint (or the control spec's), with their state; ``[]`` without a registry."""
-    from augledger.errors import RegistryError
+    from augledger.errors import RegistryNotFound
     from augledger.registry.core import Registry
 
     try:
         reg = registry if registry is not None else Registry()
-    except RegistryError:
+    except RegistryNotFound:
         return []
     try:
         found = reg.with_fingerprint(fingerprint) or (reg.with_fingerprint(spec_fingerprint) if spec_fingerprint else [])
