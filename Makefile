@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 EXTRAS := image,torch,webdataset,test
 PYTEST_WORKERS ?= 2
 
-.PHONY: venv demo test lint typecheck postgres bench clean
+.PHONY: venv demo test lint typecheck postgres bench effectiveness clean
 
 $(STAMP): pyproject.toml constraints/dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: $(STAMP)
 	$(PY) benchmarks/overhead.py
 	$(PY) benchmarks/materialize.py
 	$(PY) benchmarks/dataloader.py
+	$(PY) benchmarks/registry.py
+
+## make effectiveness: the augmentation study of docs/effectiveness.md (about 4 minutes on 2 cores)
+effectiveness: $(STAMP)
+	$(PY) benchmarks/effectiveness.py
 
 clean:
 	rm -rf $(VENV) demo-out bench-out .pytest_cache .mypy_cache .ruff_cache

@@ -8,8 +8,12 @@ split is wrapped too, and passes through unaugmented (the spec augments ``train`
 The three lines that differ from a plain PyTorch loop are marked ``# augledger``. A run restarted
 with ``--start-epoch 3`` sees exactly the batches epoch 3 of an uninterrupted run sees.
 
-Run: ``.venv/bin/python examples/train_digits.py [--epochs 3] [--workers 2] [--ledger runs/digits-ledger]``
-(a few seconds on a CPU).
+Run: ``.venv/bin/python examples/train_digits.py [--epochs 3] [--workers 2] [--ledger runs/digits-ledger]
+[--spec SPEC|REF] [--mlflow MODEL_NAME]`` (a few seconds on a CPU). With ``--mlflow``, the training run
+is logged to MLflow (``$MLFLOW_TRACKING_URI``, else ``sqlite:///mlflow.db``) with its augmentation
+(``augledger.mlflow.log_pipeline``), the model is registered as a new version of MODEL_NAME and
+tagged with the augmentation that trained it, so ``augledger lineage MODEL_NAME@VERSION`` answers
+"which augmentation trained this model?".
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 import augledger
+import augledger.registry
 from augledger.torch import AugmentedDataset, EpochSampler, OnlineLedger
 
 SPEC: dict[str, Any] = {
@@ -110,6 +115,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--ledger", default=None, help="folder for an online ledger of what each sample got")
     parser.add_argument("--ledger-rate", type=float, default=1.0, help="fraction of (key, epoch) pairs ledgered")
+    parser.add_argument("--spec", default=None, help="a spec file or registry REF (default: the SPEC in this file)")
+    parser.add_argument("--mlflow", metavar="MODEL_NAME", default=None,
+                        help="log the run to MLflow and register the model under this name")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)  # model initialisation only; augmentation never reads a global RNG
@@ -117,7 +125,11 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     # worker processes for the cores (on two cores, 2 threads made an epoch ~10x slower).
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    pipeline = augledger.compile(augledger.parse_spec(SPEC))
+    if args.spec:  # a file or a REF such as digits@production: the lifecycle rules apply
+        source = augledger.registry.resolve_spec(args.spec)
+        pipeline, provenance = source.compile(), source.provenance()
+    else:
+        pipeline, provenance = augledger.compile(augledger.parse_spec(SPEC)), None
     n = len(load_digits().target)
     train_base = Digits([i for i in range(n) if i % 5 != 0])
     val_base = Digits([i for i in range(n) if i % 5 == 0])
@@ -131,6 +143,18 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     workers = {"num_workers": args.workers, "persistent_workers": args.workers > 0}
     train_loader = DataLoader(train, batch_size=args.batch_size, sampler=sampler, **workers)
     val_loader = DataLoader(val, batch_size=256, num_workers=0)
+
+    run = None
+    if args.mlflow:
+        import mlflow
+
+        from augledger import mlflow as aml
+
+        mlflow.set_tracking_uri(aml.default_tracking_uri())
+        mlflow.set_experiment("digits-training")
+        run = mlflow.start_run(run_name=f"digits-{pipeline.fingerprint[7:15]}")
+        aml.log_pipeline(pipeline, provenance=provenance)  # augledger: tags + the resolved spec
+        mlflow.log_params({"epochs": args.epochs, "batch_size": args.batch_size})
 
     model = make_model()
     optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
@@ -153,7 +177,35 @@ def main(argv: Sequence[str] | None = None) -> dict[str, float]:
     print(f"{args.epochs - args.start_epoch} epoch(s) in {seconds:.1f} s; pipeline {pipeline.fingerprint[:19]}...")
     if ledger is not None:
         print(f"ledger: {ledger.merge()}")
+    if run is not None:
+        _register(args.mlflow, run, model, pipeline, accuracy, provenance, ledger)
     return {"val_accuracy": accuracy, "seconds": seconds}
+
+
+def _register(name: str, run: Any, model: nn.Module, pipeline: Any, accuracy: float, provenance: Any, ledger: Any) -> None:
+    """Log the weights and metric, register a model version, and tag it with its augmentation."""
+    import tempfile
+
+    import mlflow
+
+    from augledger import mlflow as aml
+
+    mlflow.log_metric("val_accuracy", accuracy)
+    with tempfile.TemporaryDirectory() as folder:
+        weights = os.path.join(folder, "model.pt")
+        torch.save(model.state_dict(), weights)
+        mlflow.log_artifact(weights, "model")
+    if ledger is not None:
+        aml.log_ledger(ledger.directory)
+    mlflow.end_run()
+    client = mlflow.MlflowClient()
+    if not client.search_registered_models(filter_string=f"name = '{name}'"):
+        client.create_registered_model(name)
+    version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
+    aml.tag_model_version(name, version.version, pipeline,  # augledger: model -> augmentation
+                                       ref=(provenance or {}).get("ref"))
+    print(f"MLflow run {run.info.run_id}; registered {name} version {version.version}; "
+          f"try: augledger lineage {name}@{version.version}")
 
 
 if __name__ == "__main__":

@@ -24,8 +24,11 @@ def lineage_cmd(
 
     Reads $MLFLOW_TRACKING_URI (else sqlite:///mlflow.db) and the augledger registry when there is one.
     """
+    import os
+
     from augledger.track.mlflow import default_tracking_uri, lineage
 
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # this command prints; no bars
     name = version = None
     if model is not None:
         name, at, version = model.rpartition("@")
