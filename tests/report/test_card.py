@@ -247,6 +247,6 @@ def test_a_missing_or_unusable_preview_image_is_an_augledger_error(tmp_path: Pat
         write_card(out, compile_(STANDARD_SPEC), preview_image=missing)
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not an image at all")
-    with pytest.raises(AugLedgerError, match=r"cannot use '.*broken\.png' as a preview image \(not-an-image\).*JPEG or PNG"):
+    with pytest.raises(AugLedgerError, match=r"cannot use '.*broken\.png' as the preview image \(not-an-image\).*JPEG or PNG"):
         write_card(out, compile_(STANDARD_SPEC), preview_image=broken)
     assert not out.exists(), "nothing is written when the preview cannot be made"

@@ -10,7 +10,7 @@ import typer
 from rich.markup import escape
 
 from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, err_console, handle_errors
-from augledger.errors import AugLedgerError, LedgerError
+from augledger.errors import LedgerError
 
 ledger_app = typer.Typer(no_args_is_help=True, help="Read ledgers.")
 app.add_typer(ledger_app, name="ledger")
@@ -38,7 +38,7 @@ def preview(
     tile: Annotated[int, typer.Option(min=32, max=1024, help="Tile size in pixels.")] = 192,
 ) -> None:
     """Write a contact sheet of the original and N deterministic variants, labelled by epoch."""
-    from augledger.io.image import decode_image, encode_image
+    from augledger.io.image import encode_image, read_image_file
     from augledger.report.grid import preview_grid
 
     fmt = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}.get(out.suffix.lower())
@@ -53,15 +53,7 @@ def preview(
         else:
             key = image.name
     pipe = compile_spec_file(spec)
-    try:
-        decoded, _conversion = decode_image(image.read_bytes())
-    except FileNotFoundError:
-        raise AugLedgerError(f"image {str(image)!r} does not exist") from None
-    except OSError as exc:
-        raise AugLedgerError(f"image {str(image)!r} cannot be read: {exc}") from None
-    except AugLedgerError as exc:
-        reason = getattr(exc, "reason", "")
-        raise AugLedgerError(f"cannot use {str(image)!r}{f' ({reason})' if reason else ''}: {exc}") from None
+    decoded = read_image_file(image)
     grid = preview_grid(pipe, {"image": decoded}, key=key, n=n, tile=tile)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_bytes(encode_image(grid, fmt))

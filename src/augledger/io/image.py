@@ -35,15 +35,19 @@ import io
 import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from augledger.errors import Quarantined, UnsafePath
+from augledger.errors import AugLedgerError, Quarantined, UnsafePath
 from augledger.io.codecs import DEFAULT_MAX_PIXELS, Annotation, Decoded, Encoded
 
-__all__ = ["DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageCodec", "decode_image", "decode_mask", "encode_image", "encode_mask"]
+__all__ = [
+    "DEFAULT_MAX_PIXELS", "IMAGE_EXTENSIONS", "ImageCodec", "decode_image", "decode_mask", "encode_image", "encode_mask",
+    "read_image_file",
+]
 
 #: File extensions a folder source lists as images. A file with one of these that is not an image is quarantined.
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -126,6 +130,26 @@ class ImageCodec:
         import simplejpeg
 
         return {"opencv": cv2.__version__, "pillow": PIL.__version__, "simplejpeg": simplejpeg.__version__}
+
+
+def read_image_file(path: str | Path, *, role: str = "image") -> NDArray[Any]:
+    """Decode an image file a user names (a preview, a card's picture) or raise one clear error.
+
+    Raises:
+        AugLedgerError: the file is missing or unreadable, or cannot be used (the quarantine reason:
+            empty, corrupt, alpha, high bit depth, too large), naming the file and the fix.
+    """
+    path = Path(path)
+    try:
+        decoded, _conversion = decode_image(path.read_bytes())
+    except FileNotFoundError:
+        raise AugLedgerError(f"{role} {str(path)!r} does not exist; pass the path of an existing image file") from None
+    except OSError as exc:
+        raise AugLedgerError(f"{role} {str(path)!r} cannot be read ({exc.strerror or exc}); pass a readable image file") from None
+    except Quarantined as exc:
+        raise AugLedgerError(f"cannot use {str(path)!r} as the {role} ({exc.reason}): {exc}; pass an RGB or grey "
+                             "JPEG or PNG") from None
+    return decoded
 
 
 def decode_image(data: bytes, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[NDArray[Any], str | None]:

@@ -21,8 +21,7 @@ from typing import Any
 from urllib.parse import quote
 
 from augledger.env import EnvStamp
-from augledger.errors import AugLedgerError, Quarantined
-from augledger.io.image import decode_image, encode_image
+from augledger.io.image import encode_image, read_image_file
 from augledger.pipeline import Pipeline
 from augledger.report.grid import preview_grid
 from augledger.spec import SPLITS
@@ -344,19 +343,6 @@ def render_card(
     return "\n".join(out)
 
 
-def _read_preview(image: Path) -> Any:
-    try:
-        decoded, _conversion = decode_image(image.read_bytes())
-    except FileNotFoundError:
-        raise AugLedgerError(f"preview image {str(image)!r} does not exist; pass the path of an existing image file") from None
-    except OSError as exc:
-        raise AugLedgerError(f"preview image {str(image)!r} cannot be read ({exc}); pass a readable image file") from None
-    except AugLedgerError as exc:  # Quarantined: empty, corrupt, alpha, high bit depth, too large
-        reason = f" ({exc.reason})" if isinstance(exc, Quarantined) else ""
-        raise AugLedgerError(f"cannot use {str(image)!r} as a preview image{reason}: {exc}; pass an RGB or grey JPEG or PNG") from None
-    return decoded
-
-
 def write_card(
     path: str | Path,
     pipe: Pipeline,
@@ -386,7 +372,7 @@ def write_card(
     grid_png = None
     if preview_image is not None:  # decoded and rendered before anything is written
         image = Path(preview_image)
-        grid_png = encode_image(preview_grid(pipe, {"image": _read_preview(image)}, key=image.name, n=n), "png")
+        grid_png = encode_image(preview_grid(pipe, {"image": read_image_file(image, role="preview image")}, key=image.name, n=n), "png")
     text = render_card(pipe, governance=governance, preview_name=preview.name if grid_png is not None else None)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(text.encode("utf-8"))  # bytes, so no platform newline translation
