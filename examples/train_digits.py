@@ -202,8 +202,7 @@ def _register(name: str, run: Any, model: nn.Module, pipeline: Any, accuracy: fl
     if not client.search_registered_models(filter_string=f"name = '{name}'"):
         client.create_registered_model(name)
     version = client.create_model_version(name, source=f"{run.info.artifact_uri}/model", run_id=run.info.run_id)
-    aml.tag_model_version(name, version.version, pipeline,  # augledger: model -> augmentation
-                                       ref=(provenance or {}).get("ref"))
+    aml.tag_model_version(name, version.version, pipeline, provenance=provenance)  # augledger: model -> augmentation
     print(f"MLflow run {run.info.run_id}; registered {name} version {version.version}; "
           f"try: augledger lineage {name}@{version.version}")
 

@@ -16,13 +16,13 @@ Offline runs: ``augledger run ... --mlflow [--experiment NAME]``; from a model b
 augmentation: ``augledger lineage MODEL@VERSION``. Details: :mod:`augledger.track.mlflow`.
 """
 
+from augledger.track.lineage import lineage
 from augledger.track.mlflow import (
     DEFAULT_EXPERIMENT,
     TAG_PREFIX,
     MlflowObserver,
     dataset_digest,
     default_tracking_uri,
-    lineage,
     log_ledger,
     log_pipeline,
     tag_model_version,

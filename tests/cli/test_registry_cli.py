@@ -96,16 +96,16 @@ def test_retired_and_unapproved_refs_are_refused_by_run(team: Path) -> None:
     cli("registry", "promote", "digits@1", "--reason", "ok", cwd=team, user="bob")
     approved_file = cli("run", "mild.yaml", "--source", "src", "--out", "o2", "--workers", "1", "--require-approved", cwd=team)
     assert approved_file.returncode == 0, approved_file.stderr
-    assert json.loads((team / "o2" / "manifest.json").read_text())["registry"] == {
-        "ref": None, "name": "digits", "version": 1, "fingerprint": json.loads((team / "o2" / "manifest.json").read_text())["fingerprint"]}
-    assert json.loads((team / "o2" / "run.json").read_text())["registry"]["state"] == "approved"
+    assert "registry" not in json.loads((team / "o2" / "manifest.json").read_text())  # a file: the bytes do not say
+    facts = json.loads((team / "o2" / "run.json").read_text())["registry"]
+    assert (facts["ref"], facts["name"], facts["version"], facts["state"]) == (None, "digits", 1, "approved")
 
     cli("registry", "deprecate", "digits@1", "--reason", "superseded", cwd=team, user="bob")
     warned = cli("run", "digits@1", "--source", "src", "--out", "o3", "--workers", "1", cwd=team)
     assert warned.returncode == 0 and "warning: digits@1 is deprecated" in warned.stderr
     from_file = cli("run", "mild.yaml", "--source", "src", "--out", "o5", "--workers", "1", cwd=team)
     assert from_file.returncode == 0 and "warning: spec file 'mild.yaml' (digits@1) is deprecated" in from_file.stderr
-    assert json.loads((team / "o5" / "manifest.json").read_text())["registry"]["version"] == 1
+    assert json.loads((team / "o5" / "run.json").read_text())["registry"]["version"] == 1
     cli("registry", "retire", "digits@1", "--reason", "gone", cwd=team, user="bob")
     retired = cli("run", "digits@1", "--source", "src", "--out", "o4", cwd=team)
     assert retired.returncode == 1 and "retired and can no longer be used" in retired.stderr
@@ -234,3 +234,32 @@ def test_card_of_a_ref_and_of_an_unregistered_file(team: Path) -> None:
     file_card = cli("card", "strong.yaml", "-o", "strong.md", cwd=team)
     assert file_card.returncode == 0 and "not registered" in file_card.stdout
     assert "not registered" in (team / "strong.md").read_text()
+
+
+def test_the_dataset_is_the_same_whatever_names_the_version(team: Path, tmp_path: Path) -> None:
+    """Bytes a data-versioning tool hashes never depend on whether a registry was found, and the dataset
+    digest not on which REF named the version."""
+    from augledger.mlflow import dataset_digest
+    from helpers import tree_digests
+
+    elsewhere = tmp_path / "elsewhere"  # no registry in it or its parents
+    elsewhere.mkdir()
+    (elsewhere / "mild.yaml").write_text((team / "mild.yaml").read_text())
+    make_source(elsewhere / "src", 4)
+    plain = cli("run", "mild.yaml", "--source", "src", "--out", "out", "--workers", "1", cwd=elsewhere)
+    assert plain.returncode == 0, plain.stderr
+    cli("registry", "add", "mild.yaml", cwd=team)
+    cli("registry", "promote", "digits@1", "--reason", "ok", cwd=team, user="bob")
+    cli("registry", "alias", "digits", "production", "1", cwd=team)
+    runs = {"file": ("mild.yaml",), "version": ("digits@1",), "alias": ("digits@production",)}
+    for name, spec in runs.items():
+        done = cli("run", *spec, "--source", "src", "--out", name, "--workers", "1", cwd=team)
+        assert done.returncode == 0, done.stderr
+    # A spec file found in a registry: the same bytes as without one (run.json says which version it was).
+    assert tree_digests(team / "file") == tree_digests(elsewhere / "out")
+    assert json.loads((team / "file" / "run.json").read_text())["registry"]["version"] == 1
+    # Named by a REF, the manifest and ledger header record it, and the dataset digest stays the same.
+    assert json.loads((team / "alias" / "manifest.json").read_text())["registry"]["ref"] == "digits@production"
+    digests = {name: dataset_digest(team / name) for name in runs}
+    assert len(set(digests.values())) == 1, digests
+    assert dataset_digest(elsewhere / "out") == digests["file"]

@@ -78,14 +78,29 @@ def test_repro_runs_then_does_nothing_then_reruns_on_a_spec_change(repo: Path, t
     assert yaml.safe_load((repo / "data" / "augmented" / "manifest.json").read_text())["seed"] == 7
 
 
-def test_dvc_stage_prints_a_working_stage(tmp_path: Path) -> None:
+def test_dvc_stage_prints_the_example_and_writes_a_stage_that_runs(tmp_path: Path) -> None:
     shutil.copy(EXAMPLE / "aug.yaml", tmp_path / "aug.yaml")
-    done = subprocess.run([SCRIPT, "dvc-stage", "aug.yaml", "--source", "data/raw", "--out", "data/augmented",
-                           "--copies", "2"], capture_output=True, text=True, cwd=tmp_path, check=True)
+    make_source(tmp_path / "data" / "raw", 3)
+    args = ["dvc-stage", "aug.yaml", "--source", "data/raw", "--out", "data/augmented", "--copies", "2", "--allow-quarantine"]
+    done = subprocess.run([SCRIPT, *args], capture_output=True, text=True, cwd=tmp_path, check=True)
     printed = yaml.safe_load(done.stdout)
     example = yaml.safe_load((EXAMPLE / "dvc.yaml").read_text())
     assert printed == example  # the example is exactly what the command prints
     assert "data/augmented/run.json" in done.stdout and "data/augmented/.augledger/" in done.stdout
-    bad = subprocess.run([SCRIPT, "dvc-stage", "missing.yaml", "--source", "a", "--out", "b"],
-                         capture_output=True, text=True, cwd=tmp_path)
-    assert bad.returncode == 1 and "does not exist" in bad.stderr
+    sh("git", "init", "-q", cwd=tmp_path)
+    sh(DVC, "init", "-q", cwd=tmp_path)
+    sh(SCRIPT, *args, "--write", cwd=tmp_path)
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == {"augment": {"seed": 1234}}
+    assert "data/augmented/run.json" in (tmp_path / ".dvcignore").read_text()
+    (tmp_path / "data" / "raw" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # quarantined, not fatal
+    assert "Running stage 'augment'" in sh(DVC, "repro", cwd=tmp_path).stdout
+    again = subprocess.run([SCRIPT, *args, "--write"], capture_output=True, text=True, cwd=tmp_path)
+    assert again.returncode == 2 and "already has a stage 'augment'" in again.stderr
+    nested = subprocess.run([SCRIPT, "dvc-stage", "aug.yaml", "--source", "data/raw", "--out", "o", "--params-key",
+                             "train.augment.seed"], capture_output=True, text=True, cwd=tmp_path, check=True)
+    assert "#   train:\n#     augment:\n#       seed: 1234" in nested.stdout
+    for bad_args, message in ((["missing.yaml", "--source", "data/raw"], "does not exist"),
+                              (["aug.yaml", "--source", "nowhere"], "is not a folder"),
+                              (["digits@production", "--source", "data/raw"], "is an alias")):
+        bad = subprocess.run([SCRIPT, "dvc-stage", *bad_args, "--out", "b"], capture_output=True, text=True, cwd=tmp_path)
+        assert bad.returncode in (1, 2) and message in bad.stderr, bad.stderr

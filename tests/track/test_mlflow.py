@@ -146,7 +146,9 @@ def test_lineage_from_a_model_version_back_to_fingerprint_spec_and_registry(
     assert aml.lineage(name, "champion")["fingerprint"] == pipe.fingerprint
     shown = cli("lineage", f"{name}@{mv.version}", cwd=tmp_path, uri=store)
     assert shown.returncode == 0, shown.stderr
-    assert pipe.fingerprint in shown.stdout and "digits-lineage@1 (approved; added by alice)" in shown.stdout
+    assert pipe.fingerprint in shown.stdout
+    assert "digits-lineage@1 (version 1, approved when it trained)" in shown.stdout
+    assert "digits-lineage@1 is approved (added by alice; approved by bob at " in shown.stdout
     as_json = json.loads(cli("lineage", f"{name}@champion", "--json", cwd=tmp_path, uri=store).stdout)
     assert as_json["spec"] == pipe.resolved_spec
     untagged = client.create_model_version(name, source="runs:/x/model")
@@ -190,3 +192,21 @@ def test_observer_in_process_leaves_global_rng_alone_and_ends_unfinished_runs(
     run_id = failed.run_id
     failed.close(OSError("disk full"))
     assert run_id is not None and client.get_run(run_id).info.status == "FAILED"
+
+
+def test_lineage_errors_are_one_line_and_never_create_a_store(tmp_path: Path, store: str, client: MlflowClient) -> None:
+    missing = cli("lineage", "nosuch@1", cwd=tmp_path, uri=store)
+    assert missing.returncode == 1 and missing.stderr.startswith("error: MLflow:") and "Traceback" not in missing.stderr
+    nowhere = cli("lineage", "nosuch@1", cwd=tmp_path, uri=f"sqlite:///{tmp_path / 'none.db'}")
+    assert nowhere.returncode == 1 and "no MLflow store at" in nowhere.stderr and not (tmp_path / "none.db").exists()
+    pipe = augledger.compile(augledger.parse_spec(SPEC))
+    mlflow.set_experiment("lineage-errors")
+    with mlflow.start_run(run_name="a") as a:
+        aml.log_pipeline(pipe)
+    with mlflow.start_run(run_name="b") as b:
+        aml.log_pipeline(pipe)
+    client.create_registered_model("lineage-errors")
+    mv = client.create_model_version("lineage-errors", source="runs:/x/model", run_id=a.info.run_id)
+    aml.tag_model_version("lineage-errors", mv.version, pipe)
+    mixed = cli("lineage", f"lineage-errors@{mv.version}", "--run", b.info.run_id, cwd=tmp_path, uri=store)
+    assert mixed.returncode == 1 and "is not the run of lineage-errors" in mixed.stderr

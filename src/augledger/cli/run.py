@@ -183,7 +183,8 @@ def run(
     variant: Annotated[list[str] | None, typer.Option("--variant", metavar="NAME=SPEC|REF:WEIGHT", help="A/B or canary: route this share of the keys (by a stable hash of the key and --salt) to another pipeline, e.g. candidate=digits@3:0.1; repeatable. The rest goes to SPEC as 'control'.", show_default=False)] = None,
     salt: Annotated[str, typer.Option("--salt", help="Mixed into the variant routing hash; another salt assigns keys independently.")] = "",
     seed: Annotated[int | None, typer.Option("--seed", help="Use this seed instead of the spec's (not part of the fingerprint: the same pipeline version, another draw; e.g. from a DVC params.yaml).", show_default=False)] = None,
-    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db): tags, spec, manifest, counts, preview, the dataset as an input. Needs pip install 'augledger[mlflow]'.")] = False,
+    mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db): tags, spec, manifest, counts, preview, the dataset as an input. Needs pip install 'augledger\\[mlflow]'.")] = False,
+    allow_quarantine: Annotated[bool, typer.Option("--allow-quarantine", help="Exit 0, not 3, when some samples were quarantined (they are still listed in the summary, manifest and ledger): for pipelines such as DVC that stop on any non-zero exit.")] = False,
     experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: augledger).", show_default=False)] = None,
     require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
@@ -216,7 +217,12 @@ def run(
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     observers: list[Any] = [progress]
     if mlflow:
+        import logging
+
         from augledger.track.mlflow import MlflowObserver
+
+        if not logging.getLogger().isEnabledFor(logging.INFO):  # MLflow's "creating tables" lines, unless -v
+            logging.getLogger("mlflow").setLevel(logging.WARNING)
 
         observers.append(MlflowObserver(pipe, experiment=experiment, provenance=provenance))
     elif experiment is not None:
@@ -261,4 +267,4 @@ def run(
                 if q["key"] not in seen:
                     seen.add(q["key"])
                     console.print(f"  {escape(q['key'])}: {escape(q['error'])}", highlight=False)
-    raise typer.Exit(result.exit_code)
+    raise typer.Exit(0 if allow_quarantine else result.exit_code)

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from augledger.cli._app import JsonOpt, SpecArg, app, console, handle_errors
+from augledger.cli._app import JsonOpt, app, console, handle_errors
 
 
 @app.command("lineage")
@@ -18,15 +18,18 @@ from augledger.cli._app import JsonOpt, SpecArg, app, console, handle_errors
 def lineage_cmd(
     model: Annotated[str | None, typer.Argument(metavar="[MODEL@VERSION]", help="A registered MLflow model and its version or alias (digits-cnn@3, digits-cnn@champion).", show_default=False)] = None,
     run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="An MLflow run instead of a model version.", show_default=False)] = None,
+    show_spec: Annotated[bool, typer.Option("--spec", help="Print the whole resolved spec.")] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Print the augmentation that trained a model version: fingerprint, registry REF and state, spec, dataset digest.
+    """Print the augmentation that trained a model version: fingerprint, REF and its state then and now, who
+    approved it, variants, dataset digest, spec.
 
     Reads $MLFLOW_TRACKING_URI (else sqlite:///mlflow.db) and the augledger registry when there is one.
     """
     import os
 
-    from augledger.track.mlflow import default_tracking_uri, lineage
+    from augledger.track.lineage import lineage
+    from augledger.track.mlflow import default_tracking_uri
 
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # this command prints; no bars
     name = version = None
@@ -41,28 +44,46 @@ def lineage_cmd(
     if as_json:
         typer.echo(json.dumps(found, indent=2, sort_keys=True, default=str))
         return
+    tags = found["tags"]
+
+    def line(label: str, text: str) -> None:
+        console.print(f"{label:<16}{escape(text)}", highlight=False)
+
     if "model" in found:
         m = found["model"]
         console.print(f"[bold]{escape(m['name'])} version {m['version']}[/] (run {m['run_id']})", highlight=False)
     else:
         console.print(f"[bold]run {found['run_id']}[/]", highlight=False)
-    console.print(f"fingerprint     {found['fingerprint']}", highlight=False)
+    line("fingerprint", found["fingerprint"])
+    line("spec", f"{tags.get('spec_name', '?')}, seed {tags.get('seed', '?')}")
     if found.get("ref"):
-        console.print(f"REF             {escape(found['ref'])}", highlight=False)
+        then = f" (version {tags['version']}, {tags['state']} when it trained)" if tags.get("state") else ""
+        line("REF", f"{found['ref']}{then}")
+    for name, fp in sorted(json.loads(tags.get("variants", "{}")).items()):
+        ref = json.loads(tags.get("variant_refs", "{}")).get(name) or {}
+        said = f" = {ref['ref']} ({ref.get('state')} when it trained)" if ref.get("ref") else ""
+        line("variant", f"{name}: {fp}{said}")
     for v in found["registry"]:
-        console.print(f"registry        {escape(v['ref'])} ({v['state']}; added by {escape(v['added_by'])})", highlight=False)
+        approved = (f"; approved by {v['approved_by']} at {v['approved_at'][:19]}: {v['approval_reason']}"
+                    if v.get("approved_by") else "")
+        line("registry now", f"{v['ref']} is {v['state']} (added by {v['added_by']}{approved})")
     if not found["registry"]:
-        console.print("registry        not found (no registry here, or the fingerprint is not registered)", highlight=False)
+        line("registry now", "the fingerprint is in no registry found here ($AUGLEDGER_REGISTRY, or .augledger/ "
+             "in this folder or a parent)")
     if found.get("dataset_digest"):
-        console.print(f"dataset digest  {found['dataset_digest']}", highlight=False)
+        line("dataset digest", found["dataset_digest"])
     for d in found.get("datasets", []):
-        console.print(f"dataset input   {escape(d['name'])} digest {d['digest']} ({d['context']}) {escape(d['source'])}",
-                      highlight=False)
-    if found.get("spec") is not None:
-        console.print("spec:", highlight=False)
-        typer.echo(json.dumps(found["spec"], indent=2, sort_keys=True))
+        line("dataset input", f"{d['name']} digest {d['digest']} ({d['context']}) {d['source']}")
+    spec = found.get("spec")
+    if spec is None:
+        line("resolved spec", "not logged with the run and not in the registry")
+    elif show_spec:
+        console.print("resolved spec:", highlight=False)
+        typer.echo(json.dumps(spec, indent=2, sort_keys=True))
     else:
-        console.print("spec            not logged with the run and not in the registry", highlight=False)
+        ops = spec.get("ops") or [op for v in spec.get("variants", []) for op in v["resolved_spec"]["ops"]]
+        names = ", ".join(str(op.get("op", "?")).split(".")[-1] for op in ops)
+        line("resolved spec", f"{len(ops)} top-level ops: {names} (--spec prints it whole)")
 
 
 def _quote(path: str) -> str:
@@ -72,32 +93,82 @@ def _quote(path: str) -> str:
 @app.command("dvc-stage")
 @handle_errors
 def dvc_stage(
-    spec: SpecArg,
+    spec: Annotated[str, typer.Argument(metavar="SPEC|NAME@VERSION", help="A spec file (a dependency of the stage), or a pinned registry version such as digits@3 (never an alias: DVC cannot see an alias move).", show_default=False)],
     source: Annotated[Path, typer.Option("--source", help="The raw data folder (a stage dependency).")],
     out: Annotated[Path, typer.Option("--out", help="The augmented folder (the stage's output).")],
     copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image.")] = 1,
+    annotations: Annotated[Path | None, typer.Option(help="An annotations file (a stage dependency); see `augledger run --help`.", show_default=False)] = None,
+    allow_quarantine: Annotated[bool, typer.Option("--allow-quarantine", help="Let the stage succeed when samples are quarantined (run exits 0, not 3).")] = False,
     name: Annotated[str, typer.Option("--name", help="The stage's name.")] = "augment",
-    params_key: Annotated[str, typer.Option("--params-key", help="Where the seed lives in params.yaml.")] = "augment.seed",
+    params_key: Annotated[str, typer.Option("--params-key", help="Where the seed lives in params.yaml (dotted).")] = "augment.seed",
+    write: Annotated[bool, typer.Option("--write", help="Write dvc.yaml (refusing to replace a stage of that name), add the .dvcignore lines and create params.yaml if missing, in the current folder.")] = False,
 ) -> None:
-    """Print a DVC stage (dvc.yaml) that runs `augledger run` for your paths, and the .dvcignore lines it needs.
+    """Print (or --write) a DVC stage that runs `augledger run`, with the .dvcignore lines and params.yaml it needs.
 
-    The seed comes from params.yaml (--params-key); deps are the spec (a file) and the source. A REF
-    is passed through as is: DVC cannot see a registry change, so pin a version (NAME@3), not an alias.
+    The seed comes from params.yaml (--params-key); deps are the spec file, the source and the
+    annotations; the output folder's run.json and .augledger/ are ignored by DVC (they are not the dataset).
     """
     import yaml
 
+    from augledger.registry.model import parse_ref
     from augledger.registry.refs import looks_like_ref
 
     is_ref = looks_like_ref(spec)
-    if not is_ref:
+    if is_ref:
+        _name, selector = parse_ref(spec)
+        if isinstance(selector, str):
+            raise typer.BadParameter(f"{spec!r} is an alias: DVC cannot see an alias move, so a stage must pin a version "
+                                     "(NAME@3); `augledger registry show` says which version it points at", param_hint="SPEC")
+        from augledger.registry.core import Registry
+
+        with Registry() as reg:
+            reg.get(spec)  # an unknown REF is refused now, not at `dvc repro`
+    else:
         from augledger.spec import load_spec
 
-        load_spec(spec)  # refuse an invalid spec now, not at `dvc repro`
-    cmd = (f"augledger run {_quote(spec)} --source {_quote(source.as_posix())} --out {_quote(out.as_posix())} "
-           f"--copies {copies} --seed ${{{params_key}}}")
-    stage: dict[str, Any] = {"cmd": cmd, "deps": [source.as_posix()] if is_ref else [spec, source.as_posix()],
-                             "params": [params_key], "outs": [out.as_posix()]}
-    typer.echo(yaml.safe_dump({"stages": {name: stage}}, sort_keys=False).rstrip())
-    typer.echo(f"# .dvcignore: run facts and resume state are not part of the dataset\n"
-               f"# {out.as_posix()}/run.json\n# {out.as_posix()}/.augledger/")
-    typer.echo(f"# params.yaml:\n# {params_key.split('.')[0]}:\n#   {params_key.split('.', 1)[-1]}: 1234")
+        load_spec(spec)  # an invalid spec is refused now, not at `dvc repro`
+    if not source.is_dir():
+        raise typer.BadParameter(f"{str(source)!r} is not a folder", param_hint="--source")
+    if annotations is not None and not annotations.is_file():
+        raise typer.BadParameter(f"{str(annotations)!r} does not exist", param_hint="--annotations")
+    parts = [f"augledger run {_quote(spec)} --source {_quote(source.as_posix())} --out {_quote(out.as_posix())}",
+             f"--copies {copies}"]
+    if annotations is not None:
+        parts.append(f"--annotations {_quote(annotations.as_posix())}")
+    if allow_quarantine:
+        parts.append("--allow-quarantine")
+    parts.append(f"--seed ${{{params_key}}}")
+    deps = ([] if is_ref else [spec]) + [source.as_posix()] + ([annotations.as_posix()] if annotations else [])
+    stage = {"cmd": " ".join(parts), "deps": deps, "params": [params_key], "outs": [out.as_posix()]}
+    ignore = [f"{out.as_posix()}/run.json", f"{out.as_posix()}/.augledger/"]
+    params: dict[str, Any] = {}
+    node = params
+    *path, leaf = params_key.split(".")
+    for key in path:
+        node = node.setdefault(key, {})
+    node[leaf] = 1234
+    if not write:
+        typer.echo(yaml.safe_dump({"stages": {name: stage}}, sort_keys=False).rstrip())
+        typer.echo("# .dvcignore (run facts and resume state are not part of the dataset):")
+        typer.echo("\n".join(f"#   {line}" for line in ignore))
+        typer.echo("# params.yaml:")
+        typer.echo("\n".join(f"#   {line}" for line in yaml.safe_dump(params, sort_keys=False).splitlines()))
+        return
+    dvc_yaml = Path("dvc.yaml")
+    doc = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) if dvc_yaml.is_file() else {}
+    doc = doc or {}
+    if name in (doc.get("stages") or {}):
+        raise typer.BadParameter(f"dvc.yaml already has a stage {name!r}; pick another --name", param_hint="--name")
+    doc.setdefault("stages", {})[name] = stage
+    dvc_yaml.write_text(yaml.safe_dump(doc, sort_keys=False), encoding="utf-8")
+    dvcignore = Path(".dvcignore")
+    have = dvcignore.read_text(encoding="utf-8").splitlines() if dvcignore.is_file() else []
+    missing = [line for line in ignore if line not in have]
+    if missing:
+        with dvcignore.open("a", encoding="utf-8") as fh:
+            fh.write(("" if not have or have[-1] == "" else "\n") + "\n".join(missing) + "\n")
+    params_file = Path("params.yaml")
+    if not params_file.is_file():
+        params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
+    console.print(f"wrote stage {escape(name)!r} to dvc.yaml; .dvcignore and params.yaml are ready: `dvc repro`",
+                  highlight=False)

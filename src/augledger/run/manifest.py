@@ -26,7 +26,7 @@ from augledger.ledger.row import LedgerRow
 from augledger.run.folder import MANIFEST, RUN_INFO
 from augledger.run.sources import SourcesDigest
 
-__all__ = ["MANIFEST_FORMAT", "Summary", "read_manifest", "read_run_info", "registry_facts", "run_info"]
+__all__ = ["MANIFEST_FORMAT", "Summary", "read_manifest", "read_run_info", "registry_facts", "registry_run_facts", "run_info"]
 
 #: 2: run facts moved to run.json; ledger digest; stale outputs removed.
 MANIFEST_FORMAT = 2
@@ -145,11 +145,14 @@ def read_run_info(out: str | Path) -> dict[str, Any]:
 
 
 def registry_facts(provenance: Mapping[str, Any] | None, fingerprints: Mapping[str, str]) -> dict[str, Any] | None:
-    """The registry facts a manifest records (the registry's location goes to run.json: it is per machine).
+    """The registry facts a manifest and ledger header record: for each spec given as a REF, the REF,
+    its version and fingerprint.
 
     ``provenance`` describes the main spec, and under ``variants`` (name -> provenance) the other
     variants' specs; ``fingerprints`` maps ``""`` (the main spec) and each variant's name to the
-    fingerprint it compiled to, which each provenance must name.
+    fingerprint it compiled to, which each provenance must name. A spec *file* the run found in a
+    registry is left out (``run.json`` records it): whether a registry happens to be found must not
+    change the dataset's bytes, which a data-versioning tool hashes.
     """
     if not provenance:
         return None
@@ -162,8 +165,19 @@ def registry_facts(provenance: Mapping[str, Any] | None, fingerprints: Mapping[s
         # (run.json records the state the version was in when the run used it).
         return {k: given.get(k) for k in ("ref", "name", "version")} | {"fingerprint": fingerprint}
 
-    out = facts(provenance, "") if provenance.get("name") is not None else {}
-    others = {name: facts(p, name) for name, p in (provenance.get("variants") or {}).items() if p}
+    out = facts(provenance, "") if provenance.get("ref") is not None else {}
+    others = {name: facts(p, name) for name, p in (provenance.get("variants") or {}).items() if p and p.get("ref")}
     if others:
         out["variants"] = others
     return out or None
+
+
+def registry_run_facts(provenance: Mapping[str, Any]) -> dict[str, Any]:
+    """What ``run.json`` records of the registry: where it is, each version's state when the run used it,
+    and spec files the run found in it (which the manifest leaves out; see :func:`registry_facts`)."""
+    keys = ("ref", "name", "version", "state")
+    return {
+        "location": provenance.get("registry"),
+        **{k: provenance.get(k) for k in keys},
+        "variants": {n: {k: p.get(k) for k in keys} for n, p in (provenance.get("variants") or {}).items() if p},
+    }

@@ -23,6 +23,7 @@ How the promises are kept:
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -34,7 +35,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from augledger._canonical import sha256_hex
+from augledger._canonical import canonical_json, sha256_hex
 from augledger._version import __version__
 from augledger.env import EnvStamp
 from augledger.errors import Interrupted, SourceError, SpecError, UnsafePath
@@ -63,7 +64,7 @@ from augledger.run.folder import (
     output_name,
 )
 from augledger.run.journal import Journal
-from augledger.run.manifest import MANIFEST_FORMAT, Summary, registry_facts, run_info
+from augledger.run.manifest import MANIFEST_FORMAT, Summary, registry_facts, registry_run_facts, run_info
 from augledger.run.options import RunOptions
 from augledger.run.plan import plan_run
 from augledger.run.shards import ShardPacker
@@ -141,8 +142,9 @@ def materialize(
         Interrupted: SIGINT or SIGTERM; every complete output is journaled for a rerun to resume.
     """
     options = options or RunOptions()
+    arms = {n: p.fingerprint for n, p in pipeline.pipelines.items()} if isinstance(pipeline, Variants) else {}
     reg_facts = registry_facts(provenance, {"": pipeline.control.fingerprint if isinstance(pipeline, Variants) else
-                                            pipeline.fingerprint, **_arms(pipeline)})
+                                            pipeline.fingerprint, **arms})
     problem = pipeline.storage_problem()
     if problem:
         raise SpecError(f"this spec cannot be materialised: {problem}")
@@ -258,6 +260,7 @@ def materialize(
             exported: list[ExportEntry] = []
             packer = ShardPacker(write_root, out, options) if options.format == "webdataset" else None
             # Rows stream from the journal in (key, epoch) order into the ledger (and the shards).
+            rows_digest = hashlib.sha256()  # the rows alone: the dataset's identity, whatever the header names
             with LedgerWriter(out / "ledger.parquet", header) as ledger:
                 for n, pair in enumerate(sorted(plan.done)):
                     if n % 256 == 0:
@@ -269,6 +272,7 @@ def materialize(
                     # The ledger points into the shards; the journal keeps the staging paths resume needs.
                     stored = packer.add(row) if packer is not None and row.ok else row
                     ledger.write(stored)
+                    rows_digest.update(canonical_json(stored.to_dict()) + b"\n")
                     if options.export_annotations and row.ok:
                         size = image_size(outputs.read(str(row.output_path)))
                         exported.append(ExportEntry(row.key, row.epoch, str(stored.output_path), *size,
@@ -301,7 +305,7 @@ def materialize(
             "counts": counts,
             "quarantined": quarantined,
             "ledger": {"path": "ledger.parquet", "rows": counts["outputs"],
-                       "sha256": _file_digest(out / "ledger.parquet")},
+                       "sha256": _file_digest(out / "ledger.parquet"), "rows_sha256": "sha256:" + rows_digest.hexdigest()},
             "shards": packer.shards if packer is not None else [],
         }
         if export:
@@ -318,8 +322,7 @@ def materialize(
             made=counts["outputs"] - reused, removed=removed,
         )
         if provenance:
-            facts["registry"] = {"location": provenance.get("registry"), "state": provenance.get("state"),
-                                 "variants": {n: p.get("state") for n, p in (provenance.get("variants") or {}).items()}}
+            facts["registry"] = registry_run_facts(provenance)
         folder = LocalStore(out)
         folder.write(RUN_INFO, json.dumps(facts, indent=2, sort_keys=True).encode())
         folder.write(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -354,10 +357,6 @@ def _check_export_names(options: RunOptions, keys: Sequence[str]) -> None:
                 "rename one of them, or export coco or csv"
             )
         seen[path] = key
-
-
-def _arms(pipeline: Augmenter) -> dict[str, str]:
-    return {n: p.fingerprint for n, p in pipeline.pipelines.items()} if isinstance(pipeline, Variants) else {}
 
 
 def _file_digest(path: Path | None) -> str | None:

@@ -36,8 +36,8 @@ from augledger.pipeline import Pipeline
 from augledger.variants import Augmenter, Variants
 
 __all__ = [
-    "DEFAULT_EXPERIMENT", "TAG_PREFIX", "MlflowObserver", "dataset_digest", "default_tracking_uri", "lineage",
-    "log_ledger", "log_pipeline", "tag_model_version",
+    "DEFAULT_EXPERIMENT", "TAG_PREFIX", "MlflowObserver", "dataset_digest", "default_tracking_uri", "log_ledger",
+    "log_pipeline", "mlflow_module", "tag_model_version",
 ]
 
 log = logging.getLogger(__name__)
@@ -47,7 +47,8 @@ DEFAULT_EXPERIMENT = "augledger"
 _DIGEST_CHARS = 36  # MLflow's datasets.digest column
 
 
-def _mlflow() -> Any:
+def mlflow_module() -> Any:
+    """``mlflow``, or :class:`~augledger.errors.BackendError` with the install hint."""
     try:
         import mlflow
     except ImportError:
@@ -62,15 +63,21 @@ def default_tracking_uri() -> str:
 
 def dataset_digest(out: str | Path) -> str:
     """The digest of an output folder as a dataset: SHA-256 of the canonical JSON of its ``manifest.json``
-    without ``registry`` (how the version was named: ``digits@production`` and ``digits@2`` make one dataset).
+    without what names the version (``registry``, and the ledger file's digest, whose header holds the
+    REF): ``digits@production`` and ``digits@2`` make one dataset.
 
-    The manifest holds the ledger's digest, which holds every output's, so this digest changes when any
-    output, the spec, the seed, the options or the source does.
+    The manifest keeps the digest of the ledger's rows (``ledger.rows_sha256``), which hold every
+    output's digest, so this changes exactly when an output, the spec, the seed, the options or the
+    source does.
     """
     from augledger._canonical import canonical_json
 
     manifest = json.loads((Path(out) / "manifest.json").read_text(encoding="utf-8"))
     manifest.pop("registry", None)
+    ledger = dict(manifest.get("ledger") or {})
+    if "rows_sha256" in ledger:  # older manifests have only the file's digest: keep it
+        ledger.pop("sha256", None)
+    manifest["ledger"] = ledger
     return sha256_hex(canonical_json(manifest))
 
 
@@ -85,6 +92,10 @@ def _identity_tags(pipe: Augmenter, provenance: Mapping[str, Any] | None) -> dic
         for key in ("ref", "version", "state"):
             if provenance.get(key) is not None:
                 tags[key] = str(provenance[key])
+        others = {n: {k: p.get(k) for k in ("ref", "version", "state")}
+                  for n, p in (provenance.get("variants") or {}).items() if p}
+        if others:
+            tags["variant_refs"] = json.dumps(others, sort_keys=True)
     return {TAG_PREFIX + k: v for k, v in tags.items()}
 
 
@@ -111,7 +122,7 @@ def log_pipeline(pipe: Augmenter, *, provenance: Mapping[str, Any] | None = None
         BackendError: MLflow is not installed.
         AugLedgerError: no MLflow run is active.
     """
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     _active_run(mlflow, "augledger.mlflow.log_pipeline")
     mlflow.set_tags(_identity_tags(pipe, provenance))
     mlflow.log_dict(_spec_document(pipe), "augledger/spec.json")
@@ -125,10 +136,13 @@ def log_ledger(ledger: str | Path, *, max_bytes: int = 50_000_000) -> str:
     """
     from augledger.ledger.parquet import read_ledger
 
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     _active_run(mlflow, "augledger.mlflow.log_ledger")
     path = Path(ledger)
     path = path / "ledger.parquet" if path.is_dir() else path
+    if not path.is_file() and path.parent.is_dir() and any(path.parent.glob("part-*.jsonl")):
+        raise AugLedgerError(f"{str(path.parent)!r} holds an online ledger's parts but no merged ledger: call "
+                             "ledger.merge() after training, then log_ledger")
     table = read_ledger(path)
     if path.stat().st_size <= max_bytes:
         mlflow.log_artifact(str(path), "augledger")
@@ -162,12 +176,12 @@ class MlflowObserver:
 
     def __init__(self, pipeline: Augmenter, *, experiment: str | None = None, provenance: Mapping[str, Any] | None = None,
                  tracking_uri: str | None = None, run_name: str | None = None, preview: bool = True) -> None:
-        self.mlflow = _mlflow()
+        self.mlflow = mlflow_module()
         self.pipeline = pipeline
         self.experiment = experiment or DEFAULT_EXPERIMENT
         self.provenance = dict(provenance) if provenance else None
         self.tracking_uri = tracking_uri or default_tracking_uri()
-        self.run_name = run_name or f"{pipeline.name}-{pipeline.fingerprint[7:15]}"
+        self.run_name = run_name
         self.preview = preview
         self.run_id: str | None = None
         #: The MLflow run of the last finished augledger run.
@@ -180,11 +194,16 @@ class MlflowObserver:
         mlflow = self.mlflow
         mlflow.set_tracking_uri(self.tracking_uri)
         mlflow.set_experiment(self.experiment)
-        run = mlflow.start_run(run_name=self.run_name)
-        self.run_id = run.info.run_id
         self._out = Path(start.out) if start.out else None
+        where = f"-{self._out.name}" if self._out is not None else ""
+        # A run name always: without one MLflow draws a name from Python's global `random`.
+        run = mlflow.start_run(run_name=self.run_name or f"{self.pipeline.name}-{self.pipeline.fingerprint[7:15]}{where}")
+        self.run_id = run.info.run_id
         self._t0 = time.perf_counter()
+        self._made = 0
         mlflow.set_tags({**_identity_tags(self.pipeline, self.provenance), TAG_PREFIX + "kind": start.kind})
+        mlflow.log_params({"augledger.out": str(self._out) if self._out else "", "augledger.total": start.total or 0,
+                           "augledger.reused": start.reused})
         mlflow.log_dict(_spec_document(self.pipeline), "augledger/spec.json")
         log.info("MLflow run %s in experiment %r (%s)", self.run_id, self.experiment, self.tracking_uri)
 
@@ -201,13 +220,19 @@ class MlflowObserver:
         for name, c in (counts.get("variants") or {}).items():
             metrics[f"{TAG_PREFIX}variant.{name}.ok"] = float(c["ok"])
             metrics[f"{TAG_PREFIX}variant.{name}.quarantined"] = float(c["quarantined"])
-        metrics[TAG_PREFIX + "outputs_per_second"] = self._made / seconds
+        if self._made:  # a fully resumed run made nothing: no throughput to report
+            metrics[TAG_PREFIX + "outputs_per_second"] = self._made / seconds
         mlflow.log_metrics(metrics)
-        mlflow.log_dict(dict(summary), "augledger/manifest.json")
+        options = summary.get("options") or {}
+        mlflow.log_params({f"augledger.{k}": v for k, v in sorted(options.items())
+                           if k in ("copies", "include_original", "format", "image_format", "export_annotations")})
         if self._out is not None and (self._out / "manifest.json").is_file():
+            mlflow.log_artifact(str(self._out / "manifest.json"), "augledger")  # the very bytes, not a re-dump
             self._log_dataset(self._out)
             if self.preview:
                 self._log_preview(self._out)
+        else:
+            mlflow.log_dict(dict(summary), "augledger/manifest.json")
         mlflow.end_run()
         self.last_run_id, self.run_id = self.run_id, None
 
@@ -255,17 +280,20 @@ class MlflowObserver:
 
 
 def tag_model_version(name: str, version: str | int, pipe_or_fingerprint: Augmenter | str, *,
-                      ref: str | None = None, dataset_digest: str | None = None) -> dict[str, str]:
+                      ref: str | None = None, dataset_digest: str | None = None,
+                      provenance: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Tag a registered MLflow model version with the augmentation that trained it; returns the tags set.
 
     ``pipe_or_fingerprint`` is the :class:`~augledger.Pipeline` / :class:`~augledger.Variants`, or its
-    fingerprint. ``ref`` (e.g. ``digits@production``) and ``dataset_digest`` (:func:`dataset_digest`
-    of an offline dataset) are recorded when given.
+    fingerprint. ``ref`` (e.g. ``digits@production``), ``provenance`` (from
+    :meth:`augledger.registry.SpecSource.provenance`: REF, version and the state at training time)
+    and ``dataset_digest`` (:func:`dataset_digest` of an offline dataset) are recorded when given.
     """
-    mlflow = _mlflow()
+    mlflow = mlflow_module()
     client = mlflow.MlflowClient()
+    given = {**(provenance or {}), **({"ref": ref} if ref else {})}
     if isinstance(pipe_or_fingerprint, (Pipeline, Variants)):
-        tags = _identity_tags(pipe_or_fingerprint, {"ref": ref} if ref else None)
+        tags = _identity_tags(pipe_or_fingerprint, given or None)
     else:
         if not str(pipe_or_fingerprint).startswith("sha256:"):
             raise AugLedgerError(f"pipe_or_fingerprint must be a Pipeline, Variants or a 'sha256:...' fingerprint; "
@@ -278,79 +306,3 @@ def tag_model_version(name: str, version: str | int, pipe_or_fingerprint: Augmen
     for key, value in tags.items():
         client.set_model_version_tag(name, str(version), key, value)
     return tags
-
-
-def lineage(model: str | None = None, version: str | int | None = None, *, run_id: str | None = None,
-            registry: Any = None, tracking_uri: str | None = None) -> dict[str, Any]:
-    """Which augmentation trained a model version (or made a run): fingerprint, REF, state, spec, datasets.
-
-    Args:
-        model, version: a registered model and its version number or alias (``champion``).
-        run_id: a run instead of (or as well as) a model version.
-        registry: an :class:`augledger.registry.Registry` to look the fingerprint up in; by default the
-            one at ``$AUGLEDGER_REGISTRY`` / ``.augledger/registry.db`` when it exists.
-        tracking_uri: the MLflow store to read (default: MLflow's current one).
-
-    Raises:
-        AugLedgerError: neither a model version nor a run is given, or neither carries augledger tags.
-    """
-    mlflow = _mlflow()
-    if tracking_uri is not None:
-        mlflow.set_tracking_uri(tracking_uri)
-    client = mlflow.MlflowClient()
-    out: dict[str, Any] = {}
-    tags: dict[str, str] = {}
-    if model is not None:
-        if version is None:
-            raise AugLedgerError("lineage needs MODEL@VERSION (a version number or an alias)")
-        mv = (client.get_model_version(model, str(version)) if str(version).isdigit()
-              else client.get_model_version_by_alias(model, str(version)))
-        out["model"] = {"name": model, "version": mv.version, "run_id": mv.run_id}
-        tags.update({k: v for k, v in (mv.tags or {}).items() if k.startswith(TAG_PREFIX)})
-        run_id = run_id or mv.run_id
-    if run_id is None and model is None:
-        raise AugLedgerError("lineage needs a model version (MODEL@VERSION) or --run RUN_ID")
-    spec: Any = None
-    if run_id:
-        run = client.get_run(run_id)
-        out["run_id"] = run_id
-        run_tags = {k: v for k, v in run.data.tags.items() if k.startswith(TAG_PREFIX)}
-        tags = {**run_tags, **tags}  # the model version's own tags win
-        out["datasets"] = [{"name": d.dataset.name, "digest": d.dataset.digest, "source": d.dataset.source,
-                            "context": next((t.value for t in d.tags if t.key == "mlflow.data.context"), None)}
-                           for d in run.inputs.dataset_inputs]
-        try:
-            spec = mlflow.artifacts.load_dict(f"runs:/{run_id}/augledger/spec.json")
-        except Exception:
-            spec = None
-    fingerprint = tags.get(TAG_PREFIX + "fingerprint")
-    if fingerprint is None:
-        where = f"model {model} version {version}" if model else f"run {run_id}"
-        raise AugLedgerError(f"{where} carries no augledger tags: tag it with augledger.mlflow.tag_model_version, "
-                             "or log the training run with augledger.mlflow.log_pipeline")
-    out.update({"fingerprint": fingerprint, "ref": tags.get(TAG_PREFIX + "ref"),
-                "dataset_digest": tags.get(TAG_PREFIX + "dataset_digest"),
-                "tags": {k[len(TAG_PREFIX):]: v for k, v in sorted(tags.items())}})
-    registered = _registered(fingerprint, tags.get(TAG_PREFIX + "spec_fingerprint"), registry)
-    out["registry"] = registered
-    if spec is None and registered:
-        spec = registered[0].get("spec")
-    out["spec"] = spec
-    return out
-
-
-def _registered(fingerprint: str, spec_fingerprint: str | None, registry: Any) -> list[dict[str, Any]]:
-    """Registry versions with this fingerprint (or the control spec's), with their state; ``[]`` without a registry."""
-    from augledger.errors import RegistryNotFound
-    from augledger.registry.core import Registry
-
-    try:
-        reg = registry if registry is not None else Registry()
-    except RegistryNotFound:
-        return []
-    try:
-        found = reg.with_fingerprint(fingerprint) or (reg.with_fingerprint(spec_fingerprint) if spec_fingerprint else [])
-        return [{**v.to_dict(), "spec": v.spec} for v in found]
-    finally:
-        if registry is None:
-            reg.close()
