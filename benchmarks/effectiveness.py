@@ -128,6 +128,9 @@ def main() -> None:
         mlflow = _mlflow
         args.out.mkdir(parents=True, exist_ok=True)
         mlflow.set_tracking_uri(os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{(args.out / 'mlflow.db').resolve()}")
+        if mlflow.get_experiment_by_name("augledger-effectiveness") is None:  # artifacts beside the store
+            mlflow.create_experiment("augledger-effectiveness",
+                                     artifact_location=(args.out / "mlruns").resolve().as_uri())
         mlflow.set_experiment("augledger-effectiveness")
     _, test_idx = subset(0, args.fraction)
     test_base = Digits(test_idx)
@@ -150,7 +153,8 @@ def main() -> None:
     print(f"\ntest accuracy over {args.seeds} seeds ({len(test_idx)} test images, {args.epochs} epochs):")
     for arm in ARMS:
         fp = f"  {pipes[arm].fingerprint[:19]}..." if pipes[arm] is not None else ""  # type: ignore[union-attr]
-        print(f"  {arm:<7} mean {statistics.fmean(acc[arm]):.4f}  sd {statistics.stdev(acc[arm]):.4f}{fp}")
+        sd = statistics.stdev(acc[arm]) if len(acc[arm]) > 1 else math.nan
+        print(f"  {arm:<7} mean {statistics.fmean(acc[arm]):.4f}  sd {sd:.4f}{fp}")
     print("\npaired differences (same subset, initial weights and batch order per seed), 95% CI:")
     for a, b in PAIRS:
         mean, lo, hi = ci95([x - y for x, y in zip(acc[a], acc[b], strict=True)])

@@ -184,3 +184,10 @@ def test_a_spec_that_cannot_be_stored_is_refused_by_run(tmp_path: Path) -> None:
     out = cli("run", str(spec), "--source", str(tmp_path / "src"), "--out", str(tmp_path / "o"))
     assert out.returncode == 1 and "ops[0] (Normalize) make float images" in out.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_version() -> None:
+    import augledger
+
+    out = cli("--version")
+    assert out.returncode == 0 and out.stdout.strip() == f"augledger {augledger.__version__}"

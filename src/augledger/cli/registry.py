@@ -79,7 +79,7 @@ def add(
 @registry_app.command("list")
 @handle_errors
 def list_(
-    name: Annotated[str | None, typer.Argument(metavar="[NAME]", help="Only this spec name.", show_default=False)] = None,
+    name: Annotated[str | None, typer.Argument(metavar="NAME", help="Only this spec name.", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List registered versions with their state and aliases."""

@@ -16,7 +16,7 @@ from augledger.cli._app import JsonOpt, app, console, handle_errors
 @app.command("lineage")
 @handle_errors
 def lineage_cmd(
-    model: Annotated[str | None, typer.Argument(metavar="[MODEL@VERSION]", help="A registered MLflow model and its version or alias (digits-cnn@3, digits-cnn@champion).", show_default=False)] = None,
+    model: Annotated[str | None, typer.Argument(metavar="MODEL@VERSION", help="A registered MLflow model and its version or alias (digits-cnn@3, digits-cnn@champion).", show_default=False)] = None,
     run: Annotated[str | None, typer.Option("--run", metavar="RUN_ID", help="An MLflow run instead of a model version.", show_default=False)] = None,
     show_spec: Annotated[bool, typer.Option("--spec", help="Print the whole resolved spec.")] = False,
     as_json: JsonOpt = False,
