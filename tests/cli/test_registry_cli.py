@@ -230,6 +230,7 @@ def test_card_of_a_ref_and_of_an_unregistered_file(team: Path) -> None:
     assert made.returncode == 0, made.stderr
     text = (team / "cards" / "digits.md").read_text()
     assert "reviewed the grid" in text and "| bob |" in text and "approved" in text and "baseline" in text
+    assert "| approved by | bob (" in text and "| registry audit | ok: " in text and "| as of | " in text
     assert (team / "cards" / "digits.preview.png").is_file() and "digits.preview.png" in text
     file_card = cli("card", "strong.yaml", "-o", "strong.md", cwd=team)
     assert file_card.returncode == 0 and "not registered" in file_card.stdout

@@ -18,10 +18,16 @@ def governance_of(reg: Any, version: Any, given: str) -> dict[str, Any]:
     for h in reg.history(version.name):  # alias moves away from this version name it as "from"
         if h.action in ("alias", "rollback") and version.version in (h.detail.get("from"), h.detail.get("to")):
             rows[h.seq] = h
+    history = [rows[seq] for seq in sorted(rows)]
+    approvals = [h for h in history if h.action == "promote" and h.detail.get("to") == "approved"]
+    report = reg.audit()
+    audit = (f"ok: {report.rows} history rows chain, {report.versions} stored specs match" if report.ok
+             else f"FAILED: {report.problems[0]}")
     return {"ref": given, "name": version.name, "version": version.version, "state": version.state,
             "added_by": version.added_by, "added_at": version.added_at, "note": version.note,
-            "single_user": reg.single_user, "aliases": aliases,
-            "history": [rows[seq].to_dict() for seq in sorted(rows)]}
+            "approved_by": (f"{approvals[-1].actor} ({approvals[-1].at}): {approvals[-1].reason}" if approvals else None),
+            "as_of": history[-1].at if history else None, "audit": audit,
+            "single_user": reg.single_user, "aliases": aliases, "history": [h.to_dict() for h in history]}
 
 
 @app.command("card")

@@ -289,7 +289,10 @@ def _facts(pipe: Pipeline, resolved: Mapping[str, Any], governance: Mapping[str,
         ("splits it may touch", _splits(pipe.splits)),
         ("extra targets", ", ".join(targets) or "none"),
         ("lifecycle state", _text(_STATES.get(str(state), state)) if state else unknown),
+        *([("approved by", _text(gov["approved_by"]))] if gov.get("approved_by") else []),
         *([("note", _text(gov["note"]))] if gov.get("note") else []),
+        *([("as of", _text(gov["as_of"]))] if gov.get("as_of") else []),
+        *([("registry audit", _text(gov["audit"]))] if gov.get("audit") else []),
     ]
     return ["| field | value |", "| --- | --- |", *(f"| {field} | {value} |" for field, value in rows)]
 
