@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from augledger.errors import AuditFailure
+from augledger.errors import AuditFailure, LifecycleError
 from augledger.registry import Registry
 from helpers import standard_spec as spec
 
@@ -248,3 +248,90 @@ def test_an_unreachable_server_is_not_an_empty_registry() -> None:
     with pytest.raises(RegistryError, match="cannot open the registry") as caught:
         Registry("postgresql://nobody@127.0.0.1:1/nothing")
     assert not isinstance(caught.value, RegistryNotFound)
+
+
+def test_an_edited_alias_row_is_not_laundered_by_the_next_move(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        for r in (10, 20, 30):
+            reg.add(spec(rotate=r), actor="alice")
+        for ref in ("digits-train@1", "digits-train@2"):
+            reg.promote(ref, reason="ok", actor="bob")
+        reg.set_alias("digits-train", "production", 2, actor="bob")
+    backend.execute("UPDATE augledger_aliases SET version = ? WHERE alias = ?", (3, "production"))  # a draft
+    with backend.open() as reg:
+        with pytest.raises(AuditFailure, match=r"3 .*in the aliases table but (at )?2"):
+            reg.set_alias("digits-train", "production", 1, actor="bob")
+        with pytest.raises(AuditFailure, match=r"3 .*in the aliases table but (at )?2"):
+            reg.get("digits-train@production", verified=True)
+
+
+def test_rollback_never_lands_on_a_draft(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        reg.add(spec(), actor="alice")
+        reg.add(spec(rotate=30), actor="alice")
+        reg.promote("digits-train@2", reason="ok", actor="bob")
+        reg.set_alias("digits-train", "staging", 1, actor="bob", allow_unapproved=True)
+        reg.set_alias("digits-train", "staging", 2, actor="bob")
+        with pytest.raises(LifecycleError, match="would roll back to digits-train@1, a draft"):
+            reg.rollback("digits-train", "staging")
+
+
+def test_a_forged_self_approval_is_refused_when_used(backend: Any) -> None:
+    from augledger.registry import resolve_spec
+    from augledger.registry.chain import GENESIS, entry_hash
+
+    with backend.open(create=True) as reg:
+        reg.add(spec(), actor="alice")
+        last = reg.history()[-1]
+    # Alice appends a correctly chained promote row as herself, and moves the state and head along.
+    fields = {"seq": last.seq + 1, "at": "2026-12-03T00:00:00+00:00", "actor": "alice", "action": "promote",
+              "name": "digits-train", "version": 1, "reason": "mine", "detail": {"from": "draft", "to": "approved"},
+              "prev_hash": last.hash}
+    digest = entry_hash(fields)
+    assert digest != GENESIS
+    backend.execute("INSERT INTO augledger_history (seq, at, actor, action, name, version, reason, detail, prev_hash, hash) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (fields["seq"], fields["at"], "alice", "promote", "digits-train", 1, "mine",
+                     json.dumps(fields["detail"], sort_keys=True, separators=(",", ":")), last.hash, digest))
+    backend.execute("UPDATE augledger_meta SET value = ? WHERE key = ?", (digest, "head"))
+    backend.execute("UPDATE augledger_versions SET state = ? WHERE version = ?", ("approved", 1))
+    with backend.open() as reg:
+        assert any("approved by 'alice', who added it" in p for p in reg.audit().problems)
+        with pytest.raises(AuditFailure, match="approved by 'alice', who added it"):
+            resolve_spec("digits-train@1", registry=reg, require_approved=True)
+
+
+def test_created_says_whether_this_call_made_the_registry(backend: Any) -> None:
+    with backend.open(create=True) as first:
+        assert first.created
+    with backend.open(create=True) as second:
+        assert not second.created
+
+
+RESOLVER = textwrap.dedent("""
+    import sys, time
+    from augledger.registry import Registry
+    failures, runs, deadline = [], 0, time.monotonic() + float(sys.argv[2])
+    with Registry(sys.argv[1]) as reg:
+        while time.monotonic() < deadline:
+            try:
+                reg.get("digits-train@production", verified=True)
+            except Exception as exc:
+                failures.append(str(exc))
+            runs += 1
+    print(runs, len(failures), failures[:1])
+""")
+
+
+def test_resolving_a_ref_during_alias_moves_sees_one_snapshot(backend: Any) -> None:
+    with backend.open(create=True) as reg:
+        for r in (10, 20, 30):
+            reg.add(spec(rotate=r), actor="alice")
+        reg.set_alias("digits-train", "production", 1, actor="bob", allow_unapproved=True)
+    writers = [subprocess.Popen([sys.executable, "-c", WRITER, backend.url, who, "10"], stderr=subprocess.PIPE, text=True)
+               for who in ("w1", "w2")]
+    resolver = subprocess.run([sys.executable, "-c", RESOLVER, backend.url, "4"], capture_output=True, text=True,
+                              timeout=240)
+    assert [w.communicate(timeout=240)[1] is not None and w.returncode for w in writers] == [0, 0]
+    runs, failures, first = resolver.stdout.split(" ", 2)
+    assert int(runs) > 3 and int(failures) == 0, first

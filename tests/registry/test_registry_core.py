@@ -138,7 +138,9 @@ def test_single_user_registry_allows_self_approval(backend: Any) -> None:
 def test_aliases_move_and_roll_back(registry: Registry) -> None:
     for r in (15, 20, 25):
         registry.add(spec(rotate=r), actor="alice")
-    move = registry.set_alias("digits-train", "production", 1, actor="bob", allow_unapproved=True)
+    for ref in ("digits-train@1", "digits-train@3"):
+        registry.promote(ref, reason="ok", actor="bob")
+    move = registry.set_alias("digits-train", "production", 1, actor="bob")
     assert (move.previous, move.version) == (None, 1)
     assert registry.get("digits-train@production").version == 1
     registry.set_alias("digits-train", "production", 3, reason="blue/green switch", actor="bob", allow_unapproved=True)

@@ -89,8 +89,9 @@ def test_dvc_stage_prints_the_example_and_writes_a_stage_that_runs(tmp_path: Pat
     assert "data/augmented/run.json" in done.stdout and "data/augmented/.augledger/" in done.stdout
     sh("git", "init", "-q", cwd=tmp_path)
     sh(DVC, "init", "-q", cwd=tmp_path)
+    (tmp_path / "params.yaml").write_text("train:\n  lr: 0.1\n")  # the user's own params stay
     sh(SCRIPT, *args, "--write", cwd=tmp_path)
-    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == {"augment": {"seed": 1234}}
+    assert yaml.safe_load((tmp_path / "params.yaml").read_text()) == {"train": {"lr": 0.1}, "augment": {"seed": 1234}}
     assert "data/augmented/run.json" in (tmp_path / ".dvcignore").read_text()
     (tmp_path / "data" / "raw" / "broken.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")  # quarantined, not fatal
     assert "Running stage 'augment'" in sh(DVC, "repro", cwd=tmp_path).stdout
@@ -101,6 +102,7 @@ def test_dvc_stage_prints_the_example_and_writes_a_stage_that_runs(tmp_path: Pat
     assert "#   train:\n#     augment:\n#       seed: 1234" in nested.stdout
     for bad_args, message in ((["missing.yaml", "--source", "data/raw"], "does not exist"),
                               (["aug.yaml", "--source", "nowhere"], "is not a folder"),
-                              (["digits@production", "--source", "data/raw"], "is an alias")):
+                              (["digits@production", "--source", "data/raw"], "is an alias"),
+                              (["aug.yaml", "--source", str(tmp_path / "data" / "raw")], "must be relative")):
         bad = subprocess.run([SCRIPT, "dvc-stage", *bad_args, "--out", "b"], capture_output=True, text=True, cwd=tmp_path)
         assert bad.returncode in (1, 2) and message in bad.stderr, bad.stderr

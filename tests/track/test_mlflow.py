@@ -26,6 +26,9 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     folder = tmp_path_factory.mktemp("mlflow")
     uri = f"sqlite:///{folder / 'mlflow.db'}"
     mlflow.set_tracking_uri(uri)
+    for name in ("warm-up", "user-training", "training", "in-process", "lineage-errors"):
+        # Artifacts beside the store: MLflow's default is ./mlruns of the working directory (the checkout).
+        mlflow.create_experiment(name, artifact_location=(folder / "artifacts" / name).as_uri())
     mlflow.set_experiment("warm-up")
     return uri
 

@@ -53,7 +53,7 @@ def card(
     governance: dict[str, Any] | None = None
     if source.version is not None:
         with Registry() as reg:
-            governance = governance_of(reg, source.version, spec)
+            governance = governance_of(reg, source.version, source.given if source.is_ref else source.version.ref)
     written = write_card(out, pipe, governance=governance, preview_image=preview, n=n)
     what = f"{governance['name']}@{governance['version']} ({governance['state']})" if governance else "not registered"
     console.print(f"wrote {', '.join(escape(str(p)) for p in written)} ({what}, {pipe.fingerprint[:19]}…)", highlight=False)

@@ -67,7 +67,8 @@ def add(
     parsed = load_spec(spec)
     with _open(create=True) as reg:
         if reg.created:
-            err_console.print(f"created a new registry at {escape(reg.where)} (four-eyes approval)", highlight=False)
+            mode = "single-user" if reg.single_user else "four-eyes approval"
+            err_console.print(f"created a new registry at {escape(reg.where)} ({mode})", highlight=False)
         result = reg.add(parsed, note=note)
     v = result.version
     typer.echo(f"{v.ref} {v.fingerprint}")

@@ -122,13 +122,18 @@ def dvc_stage(
         from augledger.registry.core import Registry
 
         with Registry() as reg:
-            reg.get(spec)  # an unknown REF is refused now, not at `dvc repro`
+            version = reg.get(spec, verified=True)  # an unknown, edited or retired REF is refused now, not at `dvc repro`
+        if version.state == "retired":
+            raise typer.BadParameter(f"{spec} is retired and can no longer be run", param_hint="SPEC")
     else:
         from augledger.spec import load_spec
 
         load_spec(spec)  # an invalid spec is refused now, not at `dvc repro`
     if not source.is_dir():
         raise typer.BadParameter(f"{str(source)!r} is not a folder", param_hint="--source")
+    if out.is_absolute() or source.is_absolute():
+        raise typer.BadParameter("--source and --out must be relative to the DVC project (DVC refuses absolute outs, "
+                                 ".dvcignore patterns are relative)", param_hint="--out")
     if annotations is not None and not annotations.is_file():
         raise typer.BadParameter(f"{str(annotations)!r} does not exist", param_hint="--annotations")
     parts = [f"augledger run {_quote(spec)} --source {_quote(source.as_posix())} --out {_quote(out.as_posix())}",
@@ -157,6 +162,9 @@ def dvc_stage(
     dvc_yaml = Path("dvc.yaml")
     doc = yaml.safe_load(dvc_yaml.read_text(encoding="utf-8")) if dvc_yaml.is_file() else {}
     doc = doc or {}
+    if not isinstance(doc, dict) or not isinstance(doc.get("stages", {}), dict):
+        raise typer.BadParameter("dvc.yaml here is not a DVC pipeline (a mapping with `stages:`); fix it or write "
+                                 "the printed stage by hand", param_hint="--write")
     if name in (doc.get("stages") or {}):
         raise typer.BadParameter(f"dvc.yaml already has a stage {name!r}; pick another --name", param_hint="--name")
     doc.setdefault("stages", {})[name] = stage
@@ -168,7 +176,18 @@ def dvc_stage(
         with dvcignore.open("a", encoding="utf-8") as fh:
             fh.write(("" if not have or have[-1] == "" else "\n") + "\n".join(missing) + "\n")
     params_file = Path("params.yaml")
-    if not params_file.is_file():
-        params_file.write_text(yaml.safe_dump(params, sort_keys=False), encoding="utf-8")
-    console.print(f"wrote stage {escape(name)!r} to dvc.yaml; .dvcignore and params.yaml are ready: `dvc repro`",
-                  highlight=False)
+    existing = yaml.safe_load(params_file.read_text(encoding="utf-8")) if params_file.is_file() else {}
+    existing = existing or {}
+    node = existing
+    for key in path:  # merge the seed into params.yaml, keeping what is there
+        if not isinstance(node, dict):
+            break
+        node = node.setdefault(key, {})
+    if not isinstance(node, dict):
+        raise typer.BadParameter(f"params.yaml has no room for {params_key!r} (a value where a mapping should be)",
+                                 param_hint="--params-key")
+    if leaf not in node:
+        node[leaf] = 1234
+        params_file.write_text(yaml.safe_dump(existing, sort_keys=False), encoding="utf-8")
+    console.print(f"wrote stage {escape(name)!r} to dvc.yaml (comments in it are not kept); .dvcignore and "
+                  "params.yaml are ready: `dvc repro`", highlight=False)

@@ -20,7 +20,6 @@ splitting the writers across modules would invite one that bypasses it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timezone
@@ -54,6 +53,13 @@ _ACTION = {"approved": "promote", "deprecated": "deprecate", "retired": "retire"
 _CREATE_LOCK = 0x6175676C
 #: Longest name, alias, actor the tables hold (String(200) / String(100)); checked before writing.
 MAX_NAME = 200
+
+
+def _checked_actor(actor: str | None) -> str:
+    who = actor or current_actor()
+    if len(who) > MAX_NAME:
+        raise RegistryError(f"actor {who[:40]!r}... is longer than {MAX_NAME} characters; shorten AUGLEDGER_USER")
+    return who
 
 
 def _sqlite_file(url: str) -> str | None:
@@ -94,7 +100,7 @@ class Registry:
         self.url = normalise_url(str(url) if url is not None else default_url())
         self.where = display_url(self.url)
         self._t = Tables.get()
-        #: Whether this call created the registry (a new SQLite file).
+        #: Whether this call created the registry (made its tables and first history row).
         self.created = False
         database = _sqlite_file(self.url)
         if database is not None:
@@ -104,7 +110,7 @@ class Registry:
                     f"no registry at {str(path)!r} (nor in a parent folder's .augledger/); point --registry or "
                     "$AUGLEDGER_REGISTRY at yours, or start one here with `augledger registry init`"
                 )
-            self.created = not path.is_file()
+
         if database is not None and create:
             Path(database).parent.mkdir(parents=True, exist_ok=True)
         self._engine = make_engine(self.url)
@@ -126,7 +132,7 @@ class Registry:
 
         t = self._t
         if create:
-            self._create(single_user)
+            self.created = self._create(single_user)
         try:
             with self._engine.connect() as conn:
                 meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
@@ -141,31 +147,38 @@ class Registry:
             raise RegistryError(f"registry {self.where} has format {fmt}; this augledger reads format {FORMAT}")
         self.single_user = meta.get("single_user") == "1"
 
-    def _create(self, single_user: bool) -> None:
+    def _create(self, single_user: bool) -> bool:
         """Create the tables and the first history row, once, however many processes try at the same time.
 
         The whole creation is one transaction under the database's writer lock: ``BEGIN IMMEDIATE`` on
         SQLite, a transaction-scoped advisory lock on PostgreSQL (there is no head row to lock yet).
         """
         from sqlalchemy import select, text
-        from sqlalchemy.exc import OperationalError
+        from sqlalchemy.exc import DBAPIError
 
         t = self._t
-        for attempt in range(5):
-            try:
-                with self._engine.connect() as conn:
-                    conn = conn.execution_options(augledger_write=True)
-                    with conn.begin():
-                        if self._engine.dialect.name == "postgresql":
-                            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
-                        t.metadata.create_all(conn)  # IF NOT EXISTS, table by table
-                        if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head")).scalar() is None:
-                            self._initialise(conn, single_user)
-                return
-            except OperationalError:  # SQLite: the writer lock was not free for `timeout` seconds
-                if attempt == 4:
-                    raise
-                time.sleep(0.05 * (attempt + 1))
+        try:  # already a registry: nothing to create, and no writer lock to wait for
+            with self._engine.connect() as conn:
+                if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head")).scalar() is not None:
+                    return False
+        except DBAPIError as exc:
+            if not _no_such_table(exc):
+                raise
+        try:
+            with self._engine.connect() as conn:
+                conn = conn.execution_options(augledger_write=True)
+                with conn.begin():
+                    if self._engine.dialect.name == "postgresql":
+                        conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CREATE_LOCK})
+                    t.metadata.create_all(conn)  # IF NOT EXISTS, table by table
+                    if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head")).scalar() is not None:
+                        return False  # another process created it while this one waited for the lock
+                    self._initialise(conn, single_user)
+                    return True
+        except DBAPIError as exc:
+            detail = str(exc.orig if exc.orig is not None else exc).splitlines()[0]
+            raise RegistryError(f"cannot create the registry at {self.where}: {detail}"
+                                + ("; another writer held it for over a minute: retry" if "lock" in detail else "")) from None
 
     def _initialise(self, conn: Any, single_user: bool) -> str:
         t = self._t
@@ -290,11 +303,13 @@ class Registry:
             RegistryError: no such name, version or alias (the message lists what exists).
             AuditFailure: ``verified`` and the version's tables disagree with its history.
         """
-        with self._engine.connect() as conn:
+        if not verified:
+            with self._engine.connect() as conn:
+                return self._get(conn, ref)
+        with self._reading() as conn:  # the row and its history from one snapshot, whatever writers do meanwhile
             info = self._get(conn, ref)
-            if verified:
-                _name, selector = parse_ref(ref)
-                self._check_version(conn, info, alias=selector if isinstance(selector, str) else None)
+            _name, selector = parse_ref(ref)
+            self._check_version(conn, info, alias=selector if isinstance(selector, str) else None)
             return info
 
     def _check_version(self, conn: Any, info: VersionInfo, *, alias: str | None = None) -> None:
@@ -320,6 +335,8 @@ class Registry:
             raise AuditFailure(f"the stored spec of {info.ref} is not the one added in {added.describe()}{fix}")
         if info.added_by != added.actor:
             raise AuditFailure(f"{info.ref} names {info.added_by!r} as its author, its history {added.actor!r}{fix}")
+        if not self.single_user and added.actor in derived.approvers.get((info.name, info.version), []):
+            raise AuditFailure(f"{info.ref} was approved by {added.actor!r}, who added it (four eyes bypassed){fix}")
         if derived.states.get((info.name, info.version)) != info.state:
             raise AuditFailure(f"{info.ref} is {info.state!r} in the versions table but "
                                f"{derived.states.get((info.name, info.version))!r} by its history{fix}")
@@ -400,9 +417,7 @@ class Registry:
             raise RegistryError(f"spec name {name!r} cannot be registered: a REF is NAME@VERSION and must not read as "
                                 f"a path, so the name must not contain '@', '/' or '\\', start or end with spaces, "
                                 f"or be longer than {MAX_NAME} characters; rename it in the spec")
-        who = actor or current_actor()
-        if len(who) > MAX_NAME:
-            raise RegistryError(f"actor {who[:40]!r}... is longer than {MAX_NAME} characters; shorten AUGLEDGER_USER")
+        who = _checked_actor(actor)
         resolved = pipe.resolved_spec
         text = canonical_json(resolved).decode("utf-8")
         v = self._t.versions
@@ -441,7 +456,7 @@ class Registry:
             raise LifecycleError(f"the new state must be approved, deprecated or retired; got {to!r}")
         if not reason or not reason.strip():
             raise LifecycleError(f"a reason is required to move {ref} to {to} (--reason TEXT): the history records why")
-        who = actor or current_actor()
+        who = _checked_actor(actor)
         with self._writing() as (conn, head):
             info = self._get(conn, ref)
             self._check_version(conn, info)  # never approve (or retire) what the history does not vouch for
@@ -500,7 +515,7 @@ class Registry:
         """
         return self._move(name, alias, reason=reason, actor=actor, to=None, allow_unapproved=True)
 
-    def _previous_target(self, conn: Any, name: str, alias: str, current: Any) -> int:
+    def _previous_target(self, conn: Any, name: str, alias: str, current: Any) -> int | None:
         """Where a rollback goes: the alias's previous target by its history (the table's must agree)."""
         from sqlalchemy import select
 
@@ -513,9 +528,7 @@ class Registry:
             raise AuditFailure(f"{name}@{alias} is {current.version} (previously {table_previous}) in the aliases table "
                                f"but {target} (previously {previous}) by its history; the registry was edited outside "
                                "augledger: run `augledger registry audit`")
-        if previous is None:
-            raise RegistryError(f"{name}@{alias} has never been moved: there is nothing to roll back to")
-        return int(previous)
+        return None if previous is None else int(previous)
 
     def _move(self, name: str, alias: str, *, reason: str | None, actor: str | None, to: int | None,
               allow_unapproved: bool) -> AliasMove:
@@ -525,15 +538,22 @@ class Registry:
         rolling_back = to is None
         with self._writing() as (conn, head):
             current = conn.execute(select(a).where(a.c.name == name, a.c.alias == alias)).first()
+            if current is not None:
+                previous = self._previous_target(conn, name, alias, current)  # the row must be what its history says
             if to is None:
                 if current is None:
                     raise RegistryError(self._unknown(conn, name, f"no alias {alias!r}", ""))
-                to = self._previous_target(conn, name, alias, current)
+                if previous is None:
+                    raise RegistryError(f"{name}@{alias} has never been moved: there is nothing to roll back to")
+                to = previous
             row = self._version_row(conn, name, to)
             if row is None:
                 raise RegistryError(self._unknown(conn, name, f"no version {to}", ""))
             if row.state == "retired":
                 raise LifecycleError(f"{name}@{to} is retired; an alias cannot point at it")
+            if rolling_back and row.state == "draft":
+                raise LifecycleError(f"{name}@{alias} would roll back to {name}@{to}, a draft: approve it first, or "
+                                     "point the alias with `registry alias --allow-unapproved`")
             if row.state != "approved" and not allow_unapproved:
                 raise LifecycleError(f"{name}@{to} is {row.state}, not approved: approve it first (four eyes), or "
                                      "--allow-unapproved for an alias that may serve unapproved versions (staging)")
@@ -547,7 +567,7 @@ class Registry:
                 conn.execute(a.update().where(a.c.name == name, a.c.alias == alias).values(version=to, previous=before))
             head[0] = self._append(conn, head[0], action="rollback" if rolling_back else "alias", name=name,
                                    version=to, reason=reason, detail={"alias": alias, "from": before, "to": to},
-                                   actor=actor)
+                                   actor=_checked_actor(actor))
         return AliasMove(name, alias, before, to)
 
     # -- audit --------------------------------------------------------------------------------------

@@ -155,5 +155,7 @@ def make_engine(url: str) -> Any:
             raise BackendError(
                 "a PostgreSQL registry needs the psycopg driver: pip install 'augledger[postgres]'"
             ) from None
-        return create_engine(url, pool_pre_ping=True)
+        # A writer waits at most LOCK_TIMEOUT_S for another's lock, as on SQLite, instead of forever.
+        return create_engine(url, pool_pre_ping=True,
+                             connect_args={"options": f"-c lock_timeout={int(LOCK_TIMEOUT_S * 1000)}"})
     raise RegistryError(f"registry URL {url!r} is not supported")  # normalise_url let it through by mistake

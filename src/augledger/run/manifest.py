@@ -176,8 +176,9 @@ def registry_run_facts(provenance: Mapping[str, Any]) -> dict[str, Any]:
     """What ``run.json`` records of the registry: where it is, each version's state when the run used it,
     and spec files the run found in it (which the manifest leaves out; see :func:`registry_facts`)."""
     keys = ("ref", "name", "version", "state")
+    others = [p for p in (provenance.get("variants") or {}).values() if p]
     return {
-        "location": provenance.get("registry"),
+        "location": provenance.get("registry") or next((p.get("registry") for p in others if p.get("registry")), None),
         **{k: provenance.get(k) for k in keys},
         "variants": {n: {k: p.get(k) for k in keys} for n, p in (provenance.get("variants") or {}).items() if p},
     }
