@@ -154,7 +154,7 @@ def test_edited_added_by_cannot_defeat_four_eyes(backend: Any) -> None:
     with backend.open(create=True) as reg:
         reg.add(spec(), actor="alice")
     backend.execute("UPDATE augledger_versions SET added_by = ? WHERE version = ?", ("bob", 1))
-    with backend.open() as reg, pytest.raises(AuditFailure, match="names 'bob' as its author, its history 'alice'"):
+    with backend.open() as reg, pytest.raises(AuditFailure, match="added_by is 'bob' in the versions table but 'alice'"):
         reg.promote("digits-train@1", reason="lgtm", actor="alice")
 
 
@@ -184,23 +184,28 @@ def test_verified_resolution_refuses_an_edited_state_or_spec(populated: Any) -> 
 
     populated.execute("UPDATE augledger_versions SET spec = ?, fingerprint = ? WHERE version = ?",
                       (canonical_json(edited).decode(), fingerprint_of(edited), 1))
-    with populated.open() as reg, pytest.raises(AuditFailure, match="stored spec of digits-train@1 is not the one added"):
+    with populated.open() as reg, pytest.raises(AuditFailure, match="stored spec of digits-train@1 does not match its fingerprint"):
         resolve_spec("digits-train@1", registry=reg)
 
 
 CREATOR = textwrap.dedent("""
-    import sys
+    import sys, time
     from augledger.registry import Registry
+    time.sleep(max(0.0, float(sys.argv[2]) - time.time()))  # every process imported: all start together
     with Registry(sys.argv[1], create=True) as reg:
-        print(reg.history()[0].seq)
+        print(int(reg.created))
 """)
 
 
 def test_processes_creating_the_registry_at_once_make_one_registry(backend: Any) -> None:
-    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, backend.url], stdout=subprocess.PIPE,
+    import time
+
+    start = str(time.time() + 4.0)
+    procs = [subprocess.Popen([sys.executable, "-c", CREATOR, backend.url, start], stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for _ in range(6)]
     outs = [p.communicate(timeout=240) for p in procs]
     assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
+    assert sorted(out.strip() for out, _ in outs) == ["0"] * 5 + ["1"]  # exactly one of them created it
     with backend.open() as reg:
         assert [h.action for h in reg.history()] == ["init"] and reg.audit().ok
 

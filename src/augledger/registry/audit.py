@@ -10,7 +10,7 @@ from typing import Any
 from augledger._canonical import fingerprint_of
 from augledger.registry.chain import GENESIS, Derived, HistoryEntry, entry_hash, spec_digest
 
-__all__ = ["AuditReport", "check_chain", "check_tables"]
+__all__ = ["AuditReport", "alias_problem", "check_chain", "check_tables", "version_problems"]
 
 
 @dataclass
@@ -43,8 +43,58 @@ def check_chain(rows: list[HistoryEntry], head: str | None, problems: list[str])
                         "removed from the end, or the head was edited")
 
 
+def version_problems(derived: Derived, name: str, version: int, *, spec_text: str, fingerprint: str, state: str,
+                     added_by: str, added_at: str, note: str | None) -> list[str]:
+    """What in one version's table row disagrees with the history (``[]`` when nothing does).
+
+    The one definition of "the history vouches for this row": ``audit`` applies it to every row,
+    and resolving a REF (:meth:`Registry.get` with ``verified``) to the row it is about to use.
+    """
+    ref, key = f"{name}@{version}", (name, version)
+    added = derived.added.get(key)
+    if added is None:
+        return [f"{ref} has no 'add' row in the history (it was inserted outside the registry)"]
+    problems = []
+    try:
+        now = fingerprint_of(json.loads(spec_text))
+    except (ValueError, TypeError, AttributeError):
+        return [f"the stored spec of {ref} is not valid JSON any more (edited outside the registry)"]
+    if now != fingerprint or fingerprint != added.detail.get("fingerprint"):
+        problems.append(f"the stored spec of {ref} does not match its fingerprint {added.detail.get('fingerprint')} "
+                        f"(it now hashes to {now}): the spec or fingerprint was edited")
+    elif spec_digest(spec_text) != added.detail.get("spec_digest"):
+        problems.append(f"the stored spec of {ref} differs from the one added in {added.describe()} "
+                        "(an unfingerprinted field such as the seed or description was edited)")
+    for column, ours, recorded in (("added_by", added_by, added.actor), ("added_at", added_at, added.at),
+                                   ("note", note, added.reason)):
+        if ours != recorded:
+            problems.append(f"{ref}'s {column} is {ours!r} in the versions table but {recorded!r} "
+                            f"in {added.describe()} (edited outside the registry)")
+    if derived.single_user is False and added.actor in derived.approvers.get(key, []):
+        problems.append(f"{ref} was approved by {added.actor!r}, who added it: four-eyes approval was bypassed "
+                        "(the history was rewritten)")
+    if derived.states.get(key) != state:
+        problems.append(f"{ref} is {state!r} in the versions table but {derived.states.get(key)!r} by its history "
+                        "(the state was edited outside the registry)")
+    return problems
+
+
+def alias_problem(derived: Derived, name: str, alias: str, table: tuple[int, int | None] | None) -> str | None:
+    """Why an alias's (target, previous target) in the table is not what its history says, or ``None``."""
+    theirs = derived.aliases.get((name, alias))
+    if table == theirs:
+        return None
+
+    def said(pair: tuple[int, int | None] | None) -> str:
+        return "nothing (no such alias)" if pair is None else f"{pair[0]} (previously {pair[1]})"
+
+    return (f"alias {name}@{alias} points at {said(table)} in the aliases table but {said(theirs)} by its history "
+            "(moved outside the registry)")
+
+
 def check_tables(derived: Derived, meta: Mapping[str, str], stored: list[Any], alias_rows: list[Any],
-                  problems: list[str]) -> None:
+                 problems: list[str]) -> None:
+    """Every version row and alias row against the replayed history (:func:`version_problems`, :func:`alias_problem`)."""
     if derived.single_user is not None and (meta.get("single_user") == "1") != derived.single_user:
         problems.append("the registry's single_user setting differs from the one its history was created with "
                         "(four-eyes approval was switched off by editing the database)")
@@ -53,42 +103,15 @@ def check_tables(derived: Derived, meta: Mapping[str, str], stored: list[Any], a
                         "(a version row was deleted and the registry edited to reuse it)")
     seen: set[tuple[str, int]] = set()
     for row in stored:
-        ref, key = f"{row.name}@{row.version}", (row.name, int(row.version))
-        seen.add(key)
-        added = derived.added.get(key)
-        if added is None:
-            problems.append(f"{ref} has no 'add' row in the history (it was inserted outside the registry)")
-            continue
-        try:
-            fingerprint = fingerprint_of(json.loads(row.spec))
-        except (ValueError, TypeError, AttributeError):
-            problems.append(f"the stored spec of {ref} is not valid JSON any more (edited outside the registry)")
-            continue
-        if fingerprint != row.fingerprint or row.fingerprint != added.detail.get("fingerprint"):
-            problems.append(f"the stored spec of {ref} does not match its fingerprint {added.detail.get('fingerprint')} "
-                            f"(it now hashes to {fingerprint}): the spec or fingerprint was edited")
-        elif spec_digest(row.spec) != added.detail.get("spec_digest"):
-            problems.append(f"the stored spec of {ref} differs from the one added in {added.describe()} "
-                            "(an unfingerprinted field such as the seed or description was edited)")
-        for column, recorded in (("added_by", added.actor), ("added_at", added.at), ("note", added.reason)):
-            if getattr(row, column) != recorded:
-                problems.append(f"{ref}'s {column} is {getattr(row, column)!r} in the versions table but {recorded!r} "
-                                f"in {added.describe()} (edited outside the registry)")
-        if derived.single_user is False and added.actor in derived.approvers.get(key, []):
-            problems.append(f"{ref} was approved by {added.actor!r}, who added it: four-eyes approval was bypassed "
-                            "(the history was rewritten)")
-        state = derived.states.get(key)
-        if state != row.state:
-            problems.append(f"{ref} is {row.state!r} in the versions table but {state!r} by its history "
-                            "(the state was edited outside the registry)")
+        seen.add((row.name, int(row.version)))
+        problems += version_problems(derived, row.name, int(row.version), spec_text=row.spec,
+                                     fingerprint=row.fingerprint, state=row.state, added_by=row.added_by,
+                                     added_at=row.added_at, note=row.note)
     for gone in sorted(set(derived.added) - seen):
         problems.append(f"{gone[0]}@{gone[1]} was added ({derived.added[gone].describe()}) but is gone from the versions table")
-    table: dict[tuple[str, str], tuple[int, int | None]] = {
-        (str(r.name), str(r.alias)): (int(r.version), None if r.previous is None else int(r.previous)) for r in alias_rows}
-    for alias in sorted(set(table) | set(derived.aliases)):
-        ours, theirs = table.get(alias), derived.aliases.get(alias)
-        if ours != theirs:
-            def said(pair: tuple[int, int | None] | None) -> str:
-                return "nothing (no such alias)" if pair is None else f"{pair[0]} (previously {pair[1]})"
-            problems.append(f"alias {alias[0]}@{alias[1]} points at {said(ours)} in the aliases table but "
-                            f"{said(theirs)} by its history (moved outside the registry)")
+    table = {(str(r.name), str(r.alias)): (int(r.version), None if r.previous is None else int(r.previous))
+             for r in alias_rows}
+    for name, alias in sorted(set(table) | set(derived.aliases)):
+        problem = alias_problem(derived, name, alias, table.get((name, alias)))
+        if problem:
+            problems.append(problem)

@@ -26,10 +26,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from augledger._canonical import canonical_json, fingerprint_of
+from augledger._canonical import canonical_json
 from augledger.errors import AuditFailure, LifecycleError, RegistryError, RegistryNotFound
-from augledger.registry.audit import AuditReport, check_chain, check_tables
-from augledger.registry.chain import GENESIS, HistoryEntry, derive, entry_hash, spec_digest
+from augledger.registry.audit import AuditReport, alias_problem, check_chain, check_tables, version_problems
+from augledger.registry.chain import GENESIS, Derived, HistoryEntry, derive, entry_hash, spec_digest
 from augledger.registry.model import (
     ALIAS_PATTERN,
     TRANSITIONS,
@@ -39,7 +39,15 @@ from augledger.registry.model import (
     current_actor,
     parse_ref,
 )
-from augledger.registry.tables import Tables, default_url, display_url, make_engine, normalise_url
+from augledger.registry.tables import (
+    Tables,
+    default_url,
+    display_url,
+    make_engine,
+    no_such_table,
+    normalise_url,
+    sqlite_file,
+)
 
 if TYPE_CHECKING:
     from augledger.spec import PipelineSpec
@@ -48,6 +56,8 @@ __all__ = ["Registry"]
 
 log = logging.getLogger(__name__)
 
+FORMAT = 1
+_EDITED = "; the registry was edited outside augledger: run `augledger registry audit`"
 _ACTION = {"approved": "promote", "deprecated": "deprecate", "retired": "retire"}
 #: The advisory lock key that serialises creating a registry on PostgreSQL ("augl").
 _CREATE_LOCK = 0x6175676C
@@ -60,22 +70,6 @@ def _checked_actor(actor: str | None) -> str:
     if len(who) > MAX_NAME:
         raise RegistryError(f"actor {who[:40]!r}... is longer than {MAX_NAME} characters; shorten AUGLEDGER_USER")
     return who
-
-
-def _sqlite_file(url: str) -> str | None:
-    """The database file of an SQLite URL (any driver), or ``None`` (another database, or in memory)."""
-    from sqlalchemy.engine import make_url
-
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
-        return None
-    return str(parsed.database)
-
-
-def _no_such_table(exc: Exception) -> bool:
-    text = str(getattr(exc, "orig", None) or exc).lower()
-    return "no such table" in text or ("does not exist" in text and "relation" in text)
-FORMAT = 1
 
 
 def _now() -> str:
@@ -102,7 +96,7 @@ class Registry:
         self._t = Tables.get()
         #: Whether this call created the registry (made its tables and first history row).
         self.created = False
-        database = _sqlite_file(self.url)
+        database = sqlite_file(self.url)
         if database is not None:
             path = Path(database)
             if not path.is_file() and not create:
@@ -137,7 +131,7 @@ class Registry:
             with self._engine.connect() as conn:
                 meta = {str(k): str(v) for k, v in conn.execute(select(t.meta.c.key, t.meta.c.value))}
         except DBAPIError as exc:  # reading first beats asking the catalogue: one round trip
-            if not _no_such_table(exc):
+            if not no_such_table(exc):
                 raise
             meta = {}
         if "head" not in meta:
@@ -162,7 +156,7 @@ class Registry:
                 if conn.execute(select(t.meta.c.value).where(t.meta.c.key == "head")).scalar() is not None:
                     return False
         except DBAPIError as exc:
-            if not _no_such_table(exc):
+            if not no_such_table(exc):
                 raise
         try:
             with self._engine.connect() as conn:
@@ -312,37 +306,40 @@ class Registry:
             self._check_version(conn, info, alias=selector if isinstance(selector, str) else None)
             return info
 
-    def _check_version(self, conn: Any, info: VersionInfo, *, alias: str | None = None) -> None:
-        """The version's row (spec, fingerprint, adder, state) and the alias's target against the name's history.
-
-        Each history row's own hash is checked too; the chain as a whole is ``audit``'s job.
-        """
+    def _history(self, conn: Any, name: str) -> Derived:
+        """The name's history rows, each checked against its own hash, replayed (the chain as a whole is ``audit``'s)."""
         from sqlalchemy import select
 
         h = self._t.history
         rows = [HistoryEntry.from_row(r._mapping) for r in
-                conn.execute(select(h).where(h.c.name == info.name).order_by(h.c.seq))]
-        fix = "; the registry was edited outside augledger: run `augledger registry audit`"
+                conn.execute(select(h).where(h.c.name == name).order_by(h.c.seq))]
         for e in rows:
             if entry_hash(e.hashed()) != e.hash:
-                raise AuditFailure(f"{e.describe()} does not match its hash{fix}")
+                raise AuditFailure(f"{e.describe()} does not match its hash{_EDITED}")
         derived = derive(rows)
-        added = derived.added.get((info.name, info.version))
-        if added is None:
-            raise AuditFailure(f"{info.ref} has no 'add' row in the history{fix}")
-        if (fingerprint_of(info.spec) != info.fingerprint or info.fingerprint != added.detail.get("fingerprint")
-                or spec_digest(info.spec_text) != added.detail.get("spec_digest")):
-            raise AuditFailure(f"the stored spec of {info.ref} is not the one added in {added.describe()}{fix}")
-        if info.added_by != added.actor:
-            raise AuditFailure(f"{info.ref} names {info.added_by!r} as its author, its history {added.actor!r}{fix}")
-        if not self.single_user and added.actor in derived.approvers.get((info.name, info.version), []):
-            raise AuditFailure(f"{info.ref} was approved by {added.actor!r}, who added it (four eyes bypassed){fix}")
-        if derived.states.get((info.name, info.version)) != info.state:
-            raise AuditFailure(f"{info.ref} is {info.state!r} in the versions table but "
-                               f"{derived.states.get((info.name, info.version))!r} by its history{fix}")
-        if alias is not None and derived.aliases.get((info.name, alias), (None, None))[0] != info.version:
-            raise AuditFailure(f"{info.name}@{alias} points at {info.version} in the aliases table but at "
-                               f"{derived.aliases.get((info.name, alias), (None, None))[0]} by its history{fix}")
+        derived.single_user = self.single_user  # the init row is not among the name's rows
+        return derived
+
+    def _alias_row(self, conn: Any, name: str, alias: str) -> tuple[int, int | None] | None:
+        from sqlalchemy import select
+
+        a = self._t.aliases
+        row = conn.execute(select(a.c.version, a.c.previous).where(a.c.name == name, a.c.alias == alias)).first()
+        return None if row is None else (int(row.version), None if row.previous is None else int(row.previous))
+
+    def _check_version(self, conn: Any, info: VersionInfo, *, alias: str | None = None) -> Derived:
+        """Refuse a version (and the alias that named it) whose table rows its history does not vouch for
+        (:func:`~augledger.registry.audit.version_problems`); returns the name's replayed history."""
+        derived = self._history(conn, info.name)
+        problems = version_problems(derived, info.name, info.version, spec_text=info.spec_text,
+                                    fingerprint=info.fingerprint, state=info.state, added_by=info.added_by,
+                                    added_at=info.added_at, note=info.note)
+        if alias is not None:
+            problems.append(alias_problem(derived, info.name, alias, self._alias_row(conn, info.name, alias)) or "")
+        problems = [p for p in problems if p]
+        if problems:
+            raise AuditFailure(problems[0] + _EDITED)
+        return derived
 
     def find(self, name: str, fingerprint: str) -> VersionInfo | None:
         """The version of ``name`` with this fingerprint, if registered."""
@@ -515,20 +512,13 @@ class Registry:
         """
         return self._move(name, alias, reason=reason, actor=actor, to=None, allow_unapproved=True)
 
-    def _previous_target(self, conn: Any, name: str, alias: str, current: Any) -> int | None:
-        """Where a rollback goes: the alias's previous target by its history (the table's must agree)."""
-        from sqlalchemy import select
-
-        h = self._t.history
-        rows = [HistoryEntry.from_row(r._mapping) for r in
-                conn.execute(select(h).where(h.c.name == name).order_by(h.c.seq))]
-        target, previous = derive(rows).aliases.get((name, alias), (None, None))
-        table_previous = None if current.previous is None else int(current.previous)
-        if (target, previous) != (int(current.version), table_previous):
-            raise AuditFailure(f"{name}@{alias} is {current.version} (previously {table_previous}) in the aliases table "
-                               f"but {target} (previously {previous}) by its history; the registry was edited outside "
-                               "augledger: run `augledger registry audit`")
-        return None if previous is None else int(previous)
+    def _previous_target(self, conn: Any, name: str, alias: str) -> int | None:
+        """Where a rollback goes: the alias's previous target by its history (the table's row must agree)."""
+        derived = self._history(conn, name)
+        problem = alias_problem(derived, name, alias, self._alias_row(conn, name, alias))
+        if problem:
+            raise AuditFailure(problem + _EDITED)
+        return derived.aliases[(name, alias)][1]
 
     def _move(self, name: str, alias: str, *, reason: str | None, actor: str | None, to: int | None,
               allow_unapproved: bool) -> AliasMove:
@@ -539,7 +529,7 @@ class Registry:
         with self._writing() as (conn, head):
             current = conn.execute(select(a).where(a.c.name == name, a.c.alias == alias)).first()
             if current is not None:
-                previous = self._previous_target(conn, name, alias, current)  # the row must be what its history says
+                previous = self._previous_target(conn, name, alias)  # the row must be what its history says
             if to is None:
                 if current is None:
                     raise RegistryError(self._unknown(conn, name, f"no alias {alias!r}", ""))

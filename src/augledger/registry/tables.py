@@ -23,7 +23,10 @@ from typing import Any
 
 from augledger.errors import BackendError, RegistryError
 
-__all__ = ["DEFAULT_PATH", "ENV_VAR", "Tables", "default_url", "display_url", "make_engine", "normalise_url"]
+__all__ = [
+    "DEFAULT_PATH", "ENV_VAR", "Tables", "default_url", "display_url", "make_engine", "no_such_table", "normalise_url",
+    "sqlite_file",
+]
 
 #: Where the embedded registry lives, relative to the current folder.
 DEFAULT_PATH = Path(".augledger") / "registry.db"
@@ -159,3 +162,19 @@ def make_engine(url: str) -> Any:
         return create_engine(url, pool_pre_ping=True,
                              connect_args={"options": f"-c lock_timeout={int(LOCK_TIMEOUT_S * 1000)}"})
     raise RegistryError(f"registry URL {url!r} is not supported")  # normalise_url let it through by mistake
+
+
+def sqlite_file(url: str) -> str | None:
+    """The database file of an SQLite URL (any driver), or ``None`` (another database, or in memory)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    return str(parsed.database)
+
+
+def no_such_table(exc: Exception) -> bool:
+    """Whether a database error says a table is missing (SQLite or PostgreSQL wording)."""
+    text = str(getattr(exc, "orig", None) or exc).lower()
+    return "no such table" in text or ("does not exist" in text and "relation" in text)
