@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "augledger"
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, ...]] = [
     ("augledger._version", "augledger.errors", "augledger._canonical"),
-    ("augledger.seeding", "augledger.spec", "augledger.io"),
+    ("augledger.seeding", "augledger.spec", "augledger.policy", "augledger.io"),
     ("augledger.ops",),
     ("augledger.env",),
     ("augledger.record", "augledger.pipeline"),
@@ -25,7 +25,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("augledger.ledger", "augledger.registry"),
     ("augledger.observe",),
     ("augledger.run",),
-    ("augledger.report", "augledger.torch", "augledger.track", "augledger.mlflow"),
+    ("augledger.report", "augledger.torch", "augledger.track", "augledger.mlflow", "augledger.guard"),
     ("augledger.cli",),
     ("augledger.__main__",),
 ]

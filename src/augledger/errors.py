@@ -21,6 +21,8 @@ location, what was expected, what was given, and a fix::
     │   ├── RegistryNotFound      there is no registry where one was looked for
     │   ├── LifecycleError        an illegal transition, a four-eyes refusal, a retired or unapproved version
     │   └── AuditFailure          the registry's history chain or a stored spec does not check out
+    ├── PolicyViolation           a spec, a sampled value or a finished dataset breaks an intensity policy
+    ├── SignatureError            a manifest signature is missing, malformed or does not verify; a bad key
     ├── WorkerError               a worker process of a run died
     └── Interrupted               a run was stopped by SIGINT/SIGTERM (what finished is kept)
 
@@ -46,11 +48,13 @@ __all__ = [
     "LoaderError",
     "OutputBusy",
     "ParamError",
+    "PolicyViolation",
     "Quarantined",
     "RegistryError",
     "RegistryNotFound",
     "ReplayMismatch",
     "SampleError",
+    "SignatureError",
     "SourceError",
     "SpecError",
     "UnknownOpError",
@@ -145,6 +149,23 @@ class LifecycleError(RegistryError):
 
 class AuditFailure(RegistryError):
     """``registry audit`` found a history row or stored spec that does not check out; names the first."""
+
+
+class PolicyViolation(AugLedgerError):
+    """A spec, a value drawn while running, or a finished dataset breaks an intensity policy.
+
+    ``violations`` holds one line per finding, each naming the op path, the param, the bound and
+    the value. (A malformed policy *file* is a :class:`SpecError`, located like a spec's.)
+    """
+
+    def __init__(self, message: str, violations: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.violations = tuple(violations)
+
+
+class SignatureError(AugLedgerError):
+    """A manifest signature is missing where one is required, malformed, or made by another key;
+    or a key file cannot be read."""
 
 
 class WorkerError(AugLedgerError):
