@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/materialize.py
 	$(PY) benchmarks/dataloader.py
 	$(PY) benchmarks/registry.py
+	$(PY) benchmarks/policy.py
 
 ## make effectiveness: the augmentation study of docs/effectiveness.md (about 4 minutes on 2 cores)
 effectiveness: $(STAMP)

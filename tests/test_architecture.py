@@ -17,7 +17,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "augledger"
 #: Lowest first. A module may import modules of its own layer or below, never above.
 LAYERS: list[tuple[str, ...]] = [
     ("augledger._version", "augledger.errors", "augledger._canonical"),
-    ("augledger.seeding", "augledger.spec", "augledger.policy", "augledger.io"),
+    ("augledger.seeding", "augledger.documents", "augledger.spec", "augledger.policy", "augledger.io"),
     ("augledger.ops",),
     ("augledger.env",),
     ("augledger.record", "augledger.pipeline"),

@@ -11,7 +11,8 @@ __all__ = ["UNHASHED_FIELDS", "canonical_json", "fingerprint_of", "sha256_hex"]
 
 #: Top-level spec fields that label a run but do not change what the pipeline does to a sample. They
 #: are kept out of the fingerprint: renaming a spec, or choosing another seed, is not a new version.
-UNHASHED_FIELDS = ("name", "description", "seed")
+#: An intensity ``policy`` constrains the ops and never changes an output either.
+UNHASHED_FIELDS = ("name", "description", "seed", "policy")
 
 
 def canonical_json(obj: Any) -> bytes:

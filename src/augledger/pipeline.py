@@ -16,10 +16,11 @@ from typing import Any
 from augledger.env import EnvStamp
 from augledger.errors import EnvironmentMismatchWarning, ReplayMismatch, SampleError
 from augledger.ops.base import Applier
-from augledger.ops.registry import get_backend
-from augledger.record import Augmented, Record, sample_digest
+from augledger.ops.registry import get_backend, policy_vocabulary
+from augledger.policy import check_spec, policy_ops, raise_violations
+from augledger.record import Augmented, Record, same_ops, sample_digest
 from augledger.seeding import SeedDeriver
-from augledger.spec import PipelineSpec, fingerprint_of
+from augledger.spec import PipelineSpec, PolicySpec, fingerprint_of
 
 __all__ = ["Pipeline", "compile_spec"]
 
@@ -36,6 +37,7 @@ def compile_spec(spec: PipelineSpec) -> Pipeline:
         SpecError: an unknown modality (location ``modality``).
         UnknownOpError, ParamError: an op or param is not allowed; the message names its location.
         BackendError: the modality's optional dependencies are not installed.
+        PolicyViolation: the spec breaks the intensity policy under its own ``policy:`` key.
     """
     backend = get_backend(spec.modality)
     resolved: dict[str, Any] = {
@@ -49,7 +51,10 @@ def compile_spec(spec: PipelineSpec) -> Pipeline:
         "targets": backend.resolve_targets(spec.targets),
         "ops": backend.resolve_ops(spec.ops),
     }
-    return Pipeline(resolved)
+    if spec.policy is not None:
+        names, aliases = policy_vocabulary(spec.modality, policy_ops(spec.policy))
+        raise_violations(check_spec(spec.policy, resolved, op_names=names, aliases=aliases), f"spec {spec.name!r}")
+    return Pipeline(resolved, policy=spec.policy)
 
 
 class Pipeline:
@@ -70,8 +75,11 @@ class Pipeline:
         True
     """
 
-    def __init__(self, resolved: Mapping[str, Any]) -> None:
+    def __init__(self, resolved: Mapping[str, Any], *, policy: PolicySpec | None = None) -> None:
         self._resolved = dict(resolved)
+        #: The intensity policy of the spec's ``policy:`` key (kept by the spec, not fingerprinted),
+        #: which runs enforce on what is drawn; ``None`` when the spec has none.
+        self.policy = policy
         self._fingerprint = fingerprint_of(self._resolved)
         self._derive_seed = SeedDeriver(self._fingerprint, self._resolved["seed"])
         backend = self._backend = get_backend(self._resolved["modality"])
@@ -147,10 +155,10 @@ class Pipeline:
 
     # -- pickling: ship the resolved spec, rebuild backend objects on the other side ---------------
     def __getstate__(self) -> dict[str, Any]:
-        return {"resolved": self._resolved}
+        return {"resolved": self._resolved, "policy": self.policy}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__init__(state["resolved"])  # type: ignore[misc]
+        self.__init__(state["resolved"], policy=state.get("policy"))  # type: ignore[misc]
 
     def _applier(self) -> Applier:
         applier: Applier | None = getattr(self._local, "applier", None)
@@ -249,7 +257,7 @@ class Pipeline:
             )
         if result.record.seed != record.seed:
             raise ReplayMismatch(f"seed for {record.key!r} re-derived as {result.record.seed}, recorded {record.seed}")
-        if result.record.ops != tuple(record.ops):
+        if not same_ops(record.ops, result.record.ops):
             raise ReplayMismatch(_ops_difference(record, result.record))
         if record.output_digest is not None and result.record.output_digest != record.output_digest:
             raise ReplayMismatch(

@@ -11,7 +11,7 @@ import numpy as np
 
 from augledger._canonical import canonical_json
 
-__all__ = ["Augmented", "Record", "plain_json", "sample_digest"]
+__all__ = ["Augmented", "Record", "plain_json", "same_ops", "sample_digest"]
 
 
 class _RecordSlots:
@@ -42,7 +42,9 @@ class Record(_RecordSlots):
         epoch: the epoch (online) or copy index (offline).
         fingerprint: the pipeline version that produced it.
         seed: the derived 128-bit sample seed, as 32 hex digits.
-        ops: the applied ops in order, each ``{"op": name, "params": {...}}`` with JSON-safe params.
+        ops: the applied ops in order, each ``{"op": name, "path": "ops[2].ops[0]", "params": {...}}``
+            with JSON-safe params; ``path`` is the op's node in the resolved spec (backends that
+            cannot tell may omit it).
         input_digest, output_digest: :func:`sample_digest` of the input and output, when asked for.
 
     ``ops`` is converted to JSON data the first time it is read: a training loop that never looks
@@ -141,6 +143,22 @@ class Record(_RecordSlots):
     @classmethod
     def from_json(cls, text: str | bytes) -> Record:
         return cls.from_dict(json.loads(text))
+
+
+def same_ops(recorded: Sequence[Mapping[str, Any]], fresh: Sequence[Mapping[str, Any]]) -> bool:
+    """Whether a replay applied the ops a record lists.
+
+    Records written before applied ops carried their node path (ledgers before format 4) are
+    compared without it; otherwise the comparison is exact.
+    """
+    if len(recorded) != len(fresh):
+        return False
+    for old, new in zip(recorded, fresh, strict=True):
+        if "path" not in old and "path" in new:
+            new = {k: v for k, v in new.items() if k != "path"}
+        if dict(old) != dict(new):
+            return False
+    return True
 
 
 class _Unconverted:

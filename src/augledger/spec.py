@@ -19,28 +19,30 @@ Example::
 from __future__ import annotations
 
 import difflib
-import io
 import json
 import math
+import re
 import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from augledger._canonical import UNHASHED_FIELDS, fingerprint_of
-from augledger.errors import ParamError, SpecError
+from augledger.documents import check_document, load_document, load_text
+from augledger.errors import SpecError
 
 __all__ = [
     "SPLITS",
     "UNHASHED_FIELDS",
     "OpSpec",
     "PipelineSpec",
+    "PolicySpec",
     "diff_resolved",
     "fingerprint_of",
     "format_location",
+    "load_document",
     "load_spec",
     "loads_spec",
     "parse_spec",
@@ -74,6 +76,53 @@ class OpSpec(_Strict):
     ops: tuple[OpSpec, ...] | None = None
 
 
+#: ``OP.PARAM`` in a policy's ``bounds`` (``Affine.rotate``, ``albumentations.Affine.rotate``).
+_BOUND_KEY = r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)*[A-Za-z_][A-Za-z0-9_]*\.[A-Za-z_][A-Za-z0-9_]*$"
+
+
+class PolicySpec(_Strict):
+    """An intensity policy (checked by :mod:`augledger.policy`): forbidden and required ops, param bounds,
+    limits. A policy file starts with ``policy: 1``; under ``policy:`` in a spec the version may be left out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    policy_version: Literal[1] = Field(default=1, alias="policy")
+    name: str = Field(min_length=1)
+    description: str = ""
+    #: Ops that may not appear anywhere in the pipeline (bare ``HorizontalFlip`` or namespaced).
+    forbid: tuple[str, ...] = ()
+    #: Ops that must appear somewhere in the pipeline.
+    require: tuple[str, ...] = ()
+    #: ``OP.PARAM: [low, high]``: every number the param allows (a range's ends, a scalar) and every
+    #: value drawn for it while running must lie inside.
+    bounds: dict[str, tuple[float, float]] = Field(default_factory=dict)
+    max_ops_per_sample: int | None = Field(default=None, ge=1, strict=True)
+    #: The splits a pipeline under this policy may augment (``None``: any).
+    splits: tuple[Split, ...] | None = None
+
+    @field_validator("bounds", mode="before")
+    @classmethod
+    def _bounds_are_numbers(cls, value: Any) -> Any:
+        for key, pair in (value.items() if isinstance(value, Mapping) else ()):
+            if isinstance(pair, (list, tuple)) and any(isinstance(v, (bool, str)) for v in pair):
+                raise ValueError(f"bounds.{key} must be two numbers [low, high]; got {pair!r}")
+        return value
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_are_ranges(cls, value: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        for key, (low, high) in value.items():
+            if not re.match(_BOUND_KEY, key):
+                raise ValueError(f"bounds key {key!r} must be OP.PARAM, e.g. 'Affine.rotate'")
+            if not (math.isfinite(low) and math.isfinite(high)) or low > high:
+                raise ValueError(f"bounds.{key} must be [low, high] with finite low <= high; got [{low}, {high}]")
+        return value
+
+    def to_dict(self) -> dict[str, Any]:
+        """The policy as plain JSON data, as a policy file writes it."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
 class PipelineSpec(_Strict):
     """A whole pipeline: schema version, identity, seed, targets, allowed splits and ops."""
 
@@ -91,6 +140,9 @@ class PipelineSpec(_Strict):
     #: What travels with the sample; its shape belongs to the modality's backend, which validates it.
     targets: dict[str, Any] = Field(default_factory=dict)
     ops: tuple[OpSpec, ...] = Field(min_length=1)
+    #: An intensity policy the pipeline must keep (:mod:`augledger.policy`). Not part of the
+    #: fingerprint: it constrains the augmentation and never changes an output.
+    policy: PolicySpec | None = None
 
     @field_validator("splits")
     @classmethod
@@ -210,74 +262,8 @@ def parse_spec(data: Mapping[str, Any], *, source: str = "") -> PipelineSpec:
             f"a spec must be a mapping with keys schema, name, ops, ...; got {type(data).__name__}"
             f"{f' in {source}' if source else ''}"
         )
-    _reject_non_finite(data, "")
+    check_document(data, source)
     return validate_model(PipelineSpec, dict(data), source=source)
-
-
-def _reject_non_finite(value: Any, location: str) -> None:
-    """NaN and infinities have no canonical JSON form, so they can neither be hashed nor recorded."""
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ParamError(f"expected a finite number; got {value!r}. Use a finite bound instead", location=location)
-    if isinstance(value, Mapping):
-        for k, v in value.items():
-            _reject_non_finite(v, f"{location}.{k}" if location else str(k))
-    elif isinstance(value, (list, tuple)):
-        for i, v in enumerate(value):
-            _reject_non_finite(v, f"{location}[{i}]")
-
-
-class _StrictSafeLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, plus: a repeated mapping key is an error, not a silent override."""
-
-
-def _mapping_without_duplicates(loader: _StrictSafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, Any] = {}
-    for key_node, value_node in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            mark = key_node.start_mark
-            raise SpecError(
-                f"duplicate key {key!r} at line {mark.line + 1}, column {mark.column + 1}; "
-                "each key may appear once per mapping. Remove one of them."
-            )
-        seen[key] = loader.construct_object(value_node, deep=True)
-    return seen
-
-
-_StrictSafeLoader.add_constructor(
-    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
-    _mapping_without_duplicates,
-)
-
-
-def _load_text(text: str, *, source: str, as_json: bool) -> Any:
-    if as_json:
-        def no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-            keys = [k for k, _ in pairs]
-            dups = sorted({k for k in keys if keys.count(k) > 1})
-            if dups:
-                raise SpecError(f"duplicate key(s) {dups!r} in {source or 'JSON'}; each key may appear once")
-            return dict(pairs)
-
-        try:
-            return json.loads(text, object_pairs_hook=no_duplicates)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{source or 'spec'} is not valid JSON: {exc}") from None
-    stream = io.StringIO(text)
-    stream.name = source or "<spec text>"  # PyYAML's error marks name the stream
-    try:
-        return yaml.load(stream, Loader=_StrictSafeLoader)
-    except yaml.constructor.ConstructorError as exc:
-        raise SpecError(
-            f"{source or 'spec'}: unsupported YAML tag ({exc.problem}{_mark(exc.problem_mark)}). "
-            "A spec is data, never code: remove the tag and write the value as plain YAML."
-        ) from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{source or 'spec'} is not valid YAML: {exc}") from None
-
-
-def _mark(mark: Any) -> str:
-    return f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
 
 
 def load_spec(path: str | Path, /) -> PipelineSpec:
@@ -288,21 +274,9 @@ def load_spec(path: str | Path, /) -> PipelineSpec:
     Raises:
         SpecError: the file is missing, unsafe, malformed or does not validate.
     """
-    path = Path(path)
     if "\n" in str(path):
         raise SpecError("load_spec takes a file path; this looks like spec text: use augledger.loads_spec(text)")
-    if not path.is_file():
-        raise SpecError(f"spec file {str(path)!r} does not exist; check the path")
-    if path.suffix.lower() not in (".yaml", ".yml", ".json"):
-        raise SpecError(
-            f"spec file {str(path)!r} must end in .yaml, .yml or .json; got {path.suffix!r}. "
-            "Rename it (a spec is YAML or JSON data)"
-        )
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"spec file {str(path)!r} cannot be read as UTF-8 text: {exc}") from None
-    return loads_spec(text, format="json" if path.suffix.lower() == ".json" else "yaml", source=str(path))
+    return parse_spec(load_document(path), source=str(path))
 
 
 def loads_spec(text: str, /, *, format: Literal["yaml", "json"] = "yaml", source: str = "") -> PipelineSpec:
@@ -313,7 +287,7 @@ def loads_spec(text: str, /, *, format: Literal["yaml", "json"] = "yaml", source
     """
     if format not in ("yaml", "json"):
         raise SpecError(f"format must be 'yaml' or 'json'; got {format!r}")
-    return parse_spec(_load_text(text, source=source, as_json=format == "json"), source=source)
+    return parse_spec(load_text(text, source=source, as_json=format == "json"), source=source)
 
 
 _MISSING = object()

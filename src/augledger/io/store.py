@@ -54,7 +54,8 @@ class Store(Protocol):
 def check_relative(path: str, *, what: str = "path") -> str:
     """Return ``path`` as a normalised relative POSIX path, or raise :class:`UnsafePath` saying why.
 
-    Refused: empty, absolute (``/x``, ``C:/x``, ``\\\\host``), ``..`` components, NUL bytes, backslashes.
+    Refused: empty, the root itself (``.``), absolute (``/x``, ``C:/x``, ``\\\\host``), ``..`` components, NUL
+    bytes, backslashes.
     """
     if not isinstance(path, str) or not path:
         raise UnsafePath(f"{what} must be a non-empty relative path; got {path!r}")
@@ -67,6 +68,8 @@ def check_relative(path: str, *, what: str = "path") -> str:
         raise UnsafePath(f"{what} {path!r} is absolute; give it relative to its root folder")
     if ".." in pure.parts:
         raise UnsafePath(f"{what} {path!r} climbs out of its root folder with '..'")
+    if pure.as_posix() == ".":  # the root itself: a write would put its temporary file beside the root
+        raise UnsafePath(f"{what} {path!r} names the root folder itself, not a file in it")
     return pure.as_posix()
 
 

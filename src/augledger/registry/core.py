@@ -416,13 +416,15 @@ class Registry:
                                 f"or be longer than {MAX_NAME} characters; rename it in the spec")
         who = _checked_actor(actor)
         resolved = pipe.resolved_spec
+        if pipe.policy is not None:  # not fingerprinted, but kept: a REF must run under the spec's own policy
+            resolved["policy"] = pipe.policy.to_dict()
         text = canonical_json(resolved).decode("utf-8")
         v = self._t.versions
         with self._writing() as (conn, head):
             existing = conn.execute(select(v).where(v.c.name == name, v.c.fingerprint == pipe.fingerprint)).first()
             if existing is not None:
                 info = self._info(existing)
-                differs = tuple(k for k in ("seed", "description") if info.spec.get(k) != resolved.get(k))
+                differs = tuple(k for k in ("seed", "description", "policy") if info.spec.get(k) != resolved.get(k))
                 return AddResult(info, created=False, differs=differs)
             # Numbered past every version the history ever added: a deleted row's number is never reused.
             h = self._t.history

@@ -97,7 +97,7 @@ class VersionInfo:
 class AddResult:
     version: VersionInfo
     created: bool
-    #: Unfingerprinted labels (seed, description) of the added spec that differ from the stored version.
+    #: Unfingerprinted parts (seed, description, policy) of the added spec that differ from the stored version.
     differs: tuple[str, ...] = ()
 
 

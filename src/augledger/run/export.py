@@ -30,9 +30,14 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from augledger._canonical import sha256_hex
+from augledger.errors import SourceError
 from augledger.io.store import LocalStore
+from augledger.run.folder import ORIGINAL_EPOCH, output_name
 
-__all__ = ["EXPORT_FORMATS", "ONE_FILE_EXPORTS", "ExportEntry", "box_args", "export_digest", "export_files", "image_size", "per_image_path", "write_export"]
+__all__ = [
+    "EXPORT_FORMATS", "ONE_FILE_EXPORTS", "ExportEntry", "box_args", "check_export_names", "export_digest", "export_files",
+    "image_size", "per_image_path", "write_export",
+]
 
 EXPORT_FORMATS = ("coco", "yolo", "voc", "csv")
 _PER_IMAGE = {"yolo": ".txt", "voc": ".xml"}
@@ -210,3 +215,20 @@ def write_export(out: Path, fmt: str | None, entries: list[ExportEntry], targets
         folder.write(path, data)
     per_image = sorted(p for p in files if p not in ONE_FILE_EXPORTS)
     return {"format": fmt, "files": len(files), "sha256": export_digest(files), "per_image": per_image}
+
+
+def check_export_names(fmt: str | None, image_format: str, keys: Sequence[str]) -> None:
+    """Per-image export files of two originals must not collide (``a.jpg`` and ``a.png`` share ``a.txt``)."""
+    if not fmt:
+        return
+    seen: dict[str, str] = {}
+    for key in keys:
+        path = per_image_path(fmt, output_name(key, ORIGINAL_EPOCH, image_format))
+        if path is None:
+            return
+        if path in seen:
+            raise SourceError(
+                f"{seen[path]!r} and {key!r} would share the {fmt} annotation file {path!r} of their originals; "
+                "rename one of them, or export coco or csv"
+            )
+        seen[path] = key

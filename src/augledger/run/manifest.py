@@ -35,8 +35,12 @@ MANIFEST_FORMAT = 2
 class Summary:
     """Counts, quarantined outputs and the source digest, gathered from rows in (key, epoch) order."""
 
-    def __init__(self, variants: Sequence[str] = ()) -> None:
+    def __init__(self, variants: Sequence[str] = (), *, labels: bool = False) -> None:
         self.outputs = self.ok = 0
+        #: Label integrity counts (:mod:`augledger.run.labels`), when the spec declares boxes, points or a mask.
+        self.labels: dict[str, int] | None = (
+            {"outputs_with_drops": 0, "bboxes_dropped": 0, "keypoints_dropped": 0, "outputs_with_problems": 0,
+             "problems": 0, "quarantined": 0} if labels else None)
         self.quarantined: list[dict[str, Any]] = []
         self._sources = SourcesDigest()
         self._key: str | None = None
@@ -52,13 +56,30 @@ class Summary:
             counts["ok" if row.ok else "quarantined"] += 1
         if row.ok:
             self.ok += 1
+            if self.labels is not None and row.targets and ('"dropped"' in row.targets or '"label_problems"' in row.targets):
+                self._count_labels(json.loads(row.targets))
         else:
             self.quarantined.append({"key": row.key, "epoch": row.epoch, "error": row.error})
+            if self.labels is not None and (row.error or "").startswith("label:"):
+                self.labels["quarantined"] += 1
         if row.key != self._key:
             self._flush_key()
             self._key = row.key
         if row.source_digest:
             self._key_digests.add(row.source_digest)
+
+    def _count_labels(self, targets: Mapping[str, Any]) -> None:
+        assert self.labels is not None
+        dropped = targets.get("dropped") or {}
+        if dropped:
+            self.labels["outputs_with_drops"] += 1
+        for kind in ("bboxes", "keypoints"):
+            n = dropped.get(kind, 0)
+            self.labels[f"{kind}_dropped"] += n if isinstance(n, int) else len(n)
+        problems = targets.get("label_problems") or []
+        if problems:
+            self.labels["outputs_with_problems"] += 1
+            self.labels["problems"] += len(problems)
 
     def _flush_key(self) -> None:
         if self._key is not None:
@@ -80,6 +101,8 @@ class Summary:
         }
         if self.variants:
             counts["variants"] = {name: dict(c) for name, c in sorted(self.variants.items())}
+        if self.labels is not None:
+            counts["labels"] = dict(self.labels)
         return counts
 
 

@@ -45,12 +45,7 @@ from augledger.ledger.parquet import LedgerWriter
 from augledger.ledger.row import LedgerRow
 from augledger.observe.base import RunObserver, RunStart
 from augledger.run.engines import Engine, engine_for
-from augledger.run.export import (
-    ExportEntry,
-    image_size,
-    per_image_path,
-    write_export,
-)
+from augledger.run.export import ExportEntry, check_export_names, image_size, write_export
 from augledger.run.folder import (
     MANIFEST,
     ORIGINAL_EPOCH,
@@ -61,16 +56,18 @@ from augledger.run.folder import (
     data_files,
     locked,
     mask_of,
-    output_name,
 )
 from augledger.run.journal import Journal
 from augledger.run.manifest import MANIFEST_FORMAT, Summary, registry_facts, registry_run_facts, run_info
 from augledger.run.options import RunOptions
 from augledger.run.plan import plan_run
+from augledger.run.policing import police_rows, policy_check
 from augledger.run.shards import ShardPacker
 from augledger.run.sources import FolderSource, load_annotations
+from augledger.run.splits import SplitSelection
 from augledger.run.stopping import StopSignals
 from augledger.run.work import SampleJob, label_fields
+from augledger.spec import PolicySpec
 from augledger.variants import Augmenter, Variants
 
 __all__ = ["EXIT_QUARANTINED", "RunResult", "materialize"]
@@ -112,6 +109,8 @@ def materialize(
     engine: Engine | None = None,
     command: Sequence[str] | None = None,
     provenance: Mapping[str, Any] | None = None,
+    policies: Sequence[PolicySpec] = (),
+    split: SplitSelection | None = None,
 ) -> RunResult:
     """Materialise ``options.copies`` augmented copies of every image under ``source`` into ``out``.
 
@@ -130,6 +129,9 @@ def materialize(
         provenance: where the spec came from when it was a registry version
             (:meth:`augledger.registry.SpecSource.provenance`): the REF as given, the version, its state
             and fingerprint go into the manifest and the ledger header, the registry's location into ``run.json``.
+        policies: intensity policies to enforce besides the spec's own (:mod:`augledger.run.policing`).
+        split: only the keys a split file marks ``train`` (``--split-file``); every source key must be in
+            it. Its SHA-256 joins the folder's identity and the manifest (``split``).
 
     Returns:
         :class:`RunResult`; ``exit_code`` is 0, or :data:`EXIT_QUARANTINED` if samples were quarantined.
@@ -140,8 +142,10 @@ def materialize(
         SourceError: the source folder or annotations cannot be read as a whole.
         WorkerError: a worker process died; what finished is kept for a rerun to resume.
         Interrupted: SIGINT or SIGTERM; every complete output is journaled for a rerun to resume.
+        PolicyViolation: a pipeline breaks a policy (before any work), or a drawn value does (the run stops).
     """
     options = options or RunOptions()
+    police = policy_check(pipeline, policies)
     arms = {n: p.fingerprint for n, p in pipeline.pipelines.items()} if isinstance(pipeline, Variants) else {}
     reg_facts = registry_facts(provenance, {"": pipeline.control.fingerprint if isinstance(pipeline, Variants) else
                                             pipeline.fingerprint, **arms})
@@ -170,8 +174,11 @@ def materialize(
     ann = load_annotations(ann_path, label_fields=label_fields(targets), key_column=key_column) if ann_path else {}
     _check_annotations_fit(ann, targets)
     codec = get_codec(pipeline.modality, max_pixels=options.max_pixels, jpeg_quality=options.jpeg_quality)
+    options = options.with_format(codec.formats)
     src = FolderSource(src_root, codec.extensions, **_mask_exclusions(ann, src_root, masks_root))
     keys = src.keys()
+    if split is not None:  # the other splits' keys are not this dataset's: their annotations go too
+        keys, ann = split.select(keys), {k: a for k, a in ann.items() if split.keeps(k)}
     if not keys and not ann:
         raise SourceError(f"no images found under {str(src_root)!r} (extensions: {' '.join(sorted(codec.extensions))})")
     if ann:
@@ -183,11 +190,14 @@ def materialize(
     _warn_undeclared(targets, annotated=ann_path is not None)
     ann_digest = _file_digest(ann_path)
     env = EnvStamp.current(pipeline.modality)
-    _check_export_names(options, keys)
+    if options.include_original:
+        check_export_names(options.export_annotations, str(options.image_format), keys)
     # The environment too: outputs made under other library versions may differ, and one folder
     # never mixes them (a resume after an upgrade is refused, naming the libraries).
     identity = {"fingerprint": pipeline.fingerprint, "seed": pipeline.seed, "options": options.identity(),
                 "annotations": ann_digest, "env": env.to_dict()}
+    if split is not None:
+        identity["split"] = split.identity()
     claim_folder(out, identity)
     with locked(out), StopSignals() as stop:
         claim_folder(out, identity)  # again, under the lock: a run that claimed it at the same time
@@ -206,6 +216,7 @@ def materialize(
                             source=src.store, outputs=outputs, masks=LocalStore(masks_root or src_root),
                             annotations=ann, stop=stop)
             reused = len(plan.done)
+            police_rows(police, (journal.row(i) for i in plan.done.values()))
             missing = sorted(set(ann) - set(keys))
             total = plan.expected + len(missing) * len(plan.wanted_epochs)
             if reused:
@@ -220,6 +231,7 @@ def materialize(
                     for row in rows:
                         plan.done[(row.key, row.epoch)] = journal.append(row)
                     journal.flush()
+                    police_rows(police, rows)
                     for observer in observers:
                         observer.on_rows(rows)
             except Interrupted as exc:
@@ -255,7 +267,8 @@ def materialize(
                 header["registry"] = reg_facts
             if isinstance(pipeline, Variants):
                 header["variants"] = pipeline.describe()
-            summary = Summary(list(pipeline.pipelines) if isinstance(pipeline, Variants) else ())
+            summary = Summary(list(pipeline.pipelines) if isinstance(pipeline, Variants) else (),
+                              labels=any(targets.get(k) for k in ("bboxes", "keypoints", "mask")))
             referenced: set[str] = set()
             exported: list[ExportEntry] = []
             packer = ShardPacker(write_root, out, options) if options.format == "webdataset" else None
@@ -314,6 +327,10 @@ def materialize(
             manifest["registry"] = reg_facts
         if isinstance(pipeline, Variants):
             manifest["variants"] = header["variants"]
+        if split is not None:
+            manifest["split"] = split.identity()
+        if police is not None:
+            manifest["policy"] = police.summary()
         seconds = time.perf_counter() - t0
         facts = run_info(
             started=started.isoformat(timespec="seconds"), finished=datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -323,6 +340,8 @@ def materialize(
         )
         if provenance:
             facts["registry"] = registry_run_facts(provenance)
+        if split is not None:
+            facts["split_file"] = str(split.path)
         folder = LocalStore(out)
         folder.write(RUN_INFO, json.dumps(facts, indent=2, sort_keys=True).encode())
         folder.write(MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
@@ -339,24 +358,6 @@ def _paths_of(row: LedgerRow) -> list[str]:
     """The files an ok row stands for: its output and, if any, its mask."""
     mask = mask_of(row.targets)
     return [p for p in (row.output_path, mask) if p]
-
-
-def _check_export_names(options: RunOptions, keys: Sequence[str]) -> None:
-    """Per-image export files of two originals must not collide (``a.jpg`` and ``a.png`` share ``a.txt``)."""
-    fmt = options.export_annotations
-    if not fmt or not options.include_original:
-        return
-    seen: dict[str, str] = {}
-    for key in keys:
-        path = per_image_path(fmt, output_name(key, ORIGINAL_EPOCH, options.image_format))
-        if path is None:
-            return
-        if path in seen:
-            raise SourceError(
-                f"{seen[path]!r} and {key!r} would share the {fmt} annotation file {path!r} of their originals; "
-                "rename one of them, or export coco or csv"
-            )
-        seen[path] = key
 
 
 def _file_digest(path: Path | None) -> str | None:

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import unicodedata
 from collections.abc import Collection
 from pathlib import Path
 from typing import Any
@@ -84,7 +85,36 @@ class FolderSource:
         skipped = sum(1 for k in files if is_mask(k))
         if skipped:
             log.info("%d mask file(s) under the source are targets, not samples: not augmented on their own", skipped)
+        _refuse_lookalikes(keys)
         return keys
+
+
+def _refuse_lookalikes(keys: Collection[str]) -> None:
+    """Refuse keys that differ only by Unicode normalisation or letter case (``café`` NFC and NFD,
+    ``A.png`` and ``a.png``, ``Dir/x`` and ``dir/x``).
+
+    Output names are made from keys, and on a case-insensitive or normalisation-insensitive file
+    system (macOS, Windows) such outputs would be one file, each overwriting the other; ledgers,
+    shard keys and annotation rows would be ambiguous everywhere else. Neither can be picked as
+    "the real one", so the run is refused, naming every pair, before anything is written.
+
+    Raises:
+        SourceError: naming each pair of look-alike keys (as ``ascii()`` spells them, so they differ visibly).
+    """
+    seen: dict[str, str] = {}
+    pairs: list[str] = []
+    for key in keys:
+        folded = unicodedata.normalize("NFC", key).casefold()
+        if folded in seen:
+            pairs.append(f"{seen[folded]!a} and {key!a}")
+        else:
+            seen[folded] = key
+    if pairs:
+        shown = "; ".join(pairs[:5]) + (f"; and {len(pairs) - 5} more" if len(pairs) > 5 else "")
+        raise SourceError(
+            f"{len(pairs)} pair(s) of source files differ only by letter case or Unicode normalisation ({shown}); "
+            "their outputs would overwrite each other on case-insensitive file systems. Rename one of each pair"
+        )
 
 
 def _reject_constant(name: str) -> Any:
@@ -111,9 +141,15 @@ def _problem(ann: Annotation, label_fields: tuple[str, ...]) -> str | None:
             isinstance(value, list) and all(isinstance(item, list) and all(_finite(v) for v in item) for item in value)
         ):
             return f"{name} must be a list of lists of finite numbers, e.g. [[10, 20, 50, 60]]; got {value!r}"
+    # One label per box or point: a field is declared for boxes, points or both, so its length must be one of theirs.
+    counts = {len(v) for v in (ann.bboxes, ann.keypoints) if isinstance(v, list)} or {0}
     for name in label_fields:
-        if not isinstance(ann.extra.get(name), list):
-            return f"{name} must be a list with one label per box or point; got {ann.extra.get(name)!r}"
+        labels = ann.extra.get(name)
+        if not isinstance(labels, list):
+            return f"{name} must be a list with one label per box or point; got {labels!r}"
+        if len(labels) not in counts:
+            return (f"{name} has {len(labels)} label(s) but the row has {' or '.join(map(str, sorted(counts)))} "
+                    f"box(es)/point(s); give one label per box or point")
     if not _json_safe(ann.label) or not _json_safe(ann.carry) or not _json_safe(ann.extra):
         return "a value is NaN or infinite, which JSON (and the ledger) cannot hold"
     return None
