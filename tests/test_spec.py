@@ -232,7 +232,7 @@ def test_json_schema_lists_allowed_ops_modalities_and_targets() -> None:
     schema = spec_json_schema()
     enum = schema["$defs"]["OpSpec"]["properties"]["op"]["enum"]
     assert "Affine" in enum and "albumentations.Affine" in enum and "Lambda" not in enum
-    assert schema["properties"]["modality"]["enum"] == ["image"]
+    assert schema["properties"]["modality"]["enum"] == ["audio", "image", "tabular", "text"]
     image = next(b for b in schema["allOf"] if b["if"]["properties"]["modality"]["const"] == "image")
     targets = image["then"]["properties"]["targets"]
     assert "$ref" not in json.dumps(targets)  # nested anywhere, it must stand alone

@@ -47,6 +47,7 @@ from augledger.errors import (
 
 if TYPE_CHECKING:
     from augledger.env import EnvStamp
+    from augledger.ops.image.adopt import from_albumentations
     from augledger.pipeline import Pipeline, compile_spec
     from augledger.pipeline import compile_spec as compile  # noqa: F401  (augledger.compile, for type checkers)
     from augledger.record import Augmented, Record, sample_digest
@@ -73,6 +74,7 @@ _LAZY: dict[str, tuple[str, str]] = {
     "loads_spec": ("augledger.spec", "loads_spec"),
     "parse_spec": ("augledger.spec", "parse_spec"),
     "Variants": ("augledger.variants", "Variants"),
+    "from_albumentations": ("augledger.ops.image.adopt", "from_albumentations"),
 }
 
 __all__ = [
@@ -107,6 +109,7 @@ __all__ = [
     "WorkerError",
     "__version__",
     "compile_spec",
+    "from_albumentations",
     "load_spec",
     "loads_spec",
     "parse_spec",

@@ -2,7 +2,8 @@
 
 The public home of :mod:`augledger.run.online` (where it is implemented, beside the offline
 engine): ``AugmentedDataset``, ``AugmentedIterableDataset``, ``EpochSampler``,
-``DistributedEpochSampler``, ``wds_mapper``, and the ``OnlineLedger`` they write. Importing it
+``DistributedEpochSampler``, ``wds_mapper``, the batch mixers ``MixUp`` and ``CutMix``, and the
+``OnlineLedger`` they write. Importing it
 imports torch; ``import augledger`` never does.
 """
 
@@ -13,8 +14,10 @@ from augledger.ledger.online import OnlineLedger
 from augledger.run.online import (
     AugmentedDataset,
     AugmentedIterableDataset,
+    CutMix,
     DistributedEpochSampler,
     EpochSampler,
+    MixUp,
     WdsMapper,
     wds_mapper,
 )
@@ -22,9 +25,11 @@ from augledger.run.online import (
 __all__ = [
     "AugmentedDataset",
     "AugmentedIterableDataset",
+    "CutMix",
     "DistributedEpochSampler",
     "EpochSampler",
     "LoaderError",
+    "MixUp",
     "OnlineLedger",
     "WdsMapper",
     "wds_mapper",

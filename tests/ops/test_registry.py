@@ -54,6 +54,13 @@ class ToyBackend:
     def op_names(self) -> tuple[str, ...]:
         return ("Add",)
 
+    def describe_ops(self) -> list[dict[str, Any]]:
+        return [{"op": "Add", "modality": "toy", "p": 1.0, "params": {"amount": 1.0}, "required": [],
+                 "example": {"amount": 2.0}}]
+
+    def example_sample(self) -> dict[str, Any]:
+        return {"value": 1.0}
+
     def resolve_ops(self, ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
         resolved = []
         for i, op in enumerate(ops):
@@ -89,7 +96,7 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_a_new_modality_is_one_registered_backend(toy: None) -> None:
-    assert modalities() == ("image", "toy")
+    assert modalities() == ("audio", "image", "tabular", "text", "toy")
     spec = {"schema": 1, "name": "t", "modality": "toy", "ops": [{"op": "Add", "p": 0.5, "params": {"amount": 2}}]}
     pipe = augledger.compile(augledger.parse_spec(spec))
     assert pipe.resolved_spec["ops"] == [{"op": "toy.Add", "p": 0.5, "params": {"amount": 2.0}}]

@@ -3,9 +3,10 @@
 Exit codes: 0 success; 1 a check failed (invalid spec, verify mismatch, ...); 2 usage error;
 3 a run finished but quarantined some samples; 130/143 a run stopped by SIGINT/SIGTERM.
 
-Modules: :mod:`~augledger.cli._app` (the app, errors), :mod:`~augledger.cli.spec` (``spec ...``),
+Modules: :mod:`~augledger.cli._app` (the app, errors), :mod:`~augledger.cli.spec` (``spec ...``), :mod:`~augledger.cli.ops` (``ops list``),
 :mod:`~augledger.cli.run` (``run``), :mod:`~augledger.cli.inspect` (``preview``, ``verify``,
-``replay``, ``ledger show``), :mod:`~augledger.cli.registry` (``registry ...``), :mod:`~augledger.cli.card` (``card``), :mod:`~augledger.cli.track` (``lineage``, ``dvc-stage``).
+``replay``, ``ledger show``), :mod:`~augledger.cli.registry` (``registry ...``), :mod:`~augledger.cli.card` (``card``), :mod:`~augledger.cli.track` (``lineage``, ``dvc-stage``),
+:mod:`~augledger.cli.sign` (``keygen``, ``sign``), :mod:`~augledger.cli.policy` (``check-policy``), :mod:`~augledger.cli.guard` (``check-leakage``, ``split``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ def main() -> None:
         # torch is installed, inside ``suppress(ImportError)``. The CLI never converts to tensors:
         # marking the subpackage absent in this process halves every command's start-up.
         sys.modules.setdefault("albumentations.pytorch", None)  # type: ignore[arg-type]
-    from augledger.cli import card, inspect, registry, run, spec, track  # noqa: F401  (each registers its commands)
+    from augledger.cli import card, guard, inspect, ops, policy, registry, run, sign, spec, track  # noqa: F401  (each registers its commands)
     from augledger.cli._app import app
 
     app()

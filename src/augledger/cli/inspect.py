@@ -32,7 +32,7 @@ def preview(
     spec: SpecArg,
     image: Annotated[Path, typer.Argument(metavar="IMAGE", help="An image file to augment.", show_default=False)],
     n: Annotated[int, typer.Option("-n", min=1, max=256, help="Number of variants (epochs 0..n-1).")] = 16,
-    out: Annotated[Path, typer.Option("-o", "--out", help="Where to write the contact sheet (.png or .jpg).")] = Path("grid.png"),
+    out: Annotated[Path | None, typer.Option("-o", "--out", help="Where to write the contact sheet (.png or .jpg; default grid.png); for text, a Markdown table (.md; default: plain text to stdout).", show_default=False)] = None,
     source: Annotated[Path | None, typer.Option(help="The --source of a run: the key is IMAGE's path relative to it, so epoch c shows the run's copy c.", show_default=False)] = None,
     key: Annotated[str | None, typer.Option(help="The sample key to seed with (default: the path relative to --source, else the file name).", show_default=False)] = None,
     tile: Annotated[int, typer.Option(min=32, max=1024, help="Tile size in pixels.")] = 192,
@@ -41,9 +41,6 @@ def preview(
     from augledger.io.image import encode_image, read_image_file
     from augledger.report.grid import preview_grid
 
-    fmt = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}.get(out.suffix.lower())
-    if fmt is None:
-        raise typer.BadParameter(f"must end in .png, .jpg or .jpeg; got {out.name!r}", param_hint="-o")
     if key is None:
         if source is not None:
             try:
@@ -53,6 +50,25 @@ def preview(
         else:
             key = image.name
     pipe = compile_spec_file(spec)
+    if pipe.modality == "tabular":  # per-column distributions before and after (report/tabular.py)
+        from augledger.report.tabular import preview_table_file
+
+        typer.echo(preview_table_file(pipe, image, out=out), nl=False)
+        return
+    if pipe.modality == "text":  # a before/after table (report/text.py)
+        from augledger.report.text import preview_text_file
+
+        typer.echo(preview_text_file(pipe, image, key=key, n=n, out=out), nl=False)
+        return
+    if pipe.modality == "audio":  # waveform and spectrogram rows (report/audio.py)
+        from augledger.report.audio import preview_audio_file
+
+        console.print(preview_audio_file(pipe, image, key=key, n=n, out=out or Path("grid.png")), highlight=False)
+        return
+    out = out or Path("grid.png")
+    fmt = {".png": "png", ".jpg": "jpg", ".jpeg": "jpg"}.get(out.suffix.lower())
+    if fmt is None:
+        raise typer.BadParameter(f"must end in .png, .jpg or .jpeg; got {out.name!r}", param_hint="-o")
     decoded = read_image_file(image)
     grid = preview_grid(pipe, {"image": decoded}, key=key, n=n, tile=tile)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,17 +84,28 @@ def verify_cmd(
     source: SourceOpt = None,
     annotations: AnnotationsOpt = None,
     masks: MasksOpt = None,
+    public_key: Annotated[Path | None, typer.Option("--public-key", metavar="PUB", help="Also require OUT/manifest.sig, made by this key's private key (see `augledger sign`); a missing or bad signature fails.", show_default=False)] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check a dataset against its ledger and re-derive outputs from the source. Exit 0 only if all match."""
+    """Check a dataset against its ledger and re-derive outputs from the source. Exit 0 only if all match.
+
+    With --public-key, first check the manifest's signature (exit 1 if it is missing or does not verify).
+    """
+    from augledger.run.signing import SIGNATURE, verify_signature
     from augledger.run.verify import verify
 
+    signed = verify_signature(out, public_key) if public_key is not None else None
     report = verify(out, sample=sample, source=source, annotations=annotations, masks=masks)
     if as_json:
+        signature = {"public_key_sha256": signed.public_key_sha256, "manifest_sha256": signed.manifest_sha256} if signed else None
         typer.echo(json.dumps({"ok": report.ok, "checked": report.checked, "env_differences": report.env_differences,
-                               "problems": [p.__dict__ for p in report.problems]}))
+                               "problems": [p.__dict__ for p in report.problems], "signature": signature}))
     else:
         _warn_env(report.env_differences)
+        if signed is not None:
+            console.print(f"signature: manifest.json signed by key {signed.public_key_sha256}", highlight=False)
+        elif (out / SIGNATURE).is_file():
+            console.print(f"note: {SIGNATURE} not checked (pass --public-key PUB to check it)", highlight=False)
         for p in report.problems:
             where = "" if p.key == "*" else f"{escape(p.key)} copy {p.epoch}: "
             console.print(f"[red]MISMATCH[/] {where}{escape(p.message)}", highlight=False)

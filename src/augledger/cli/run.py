@@ -171,7 +171,7 @@ def run(
     workers: Annotated[str, typer.Option(metavar="auto|N", help="Worker processes: auto (one per usable CPU), or N; 0 or 1 work in this process. Outputs do not depend on it.")] = "auto",
     include_original: Annotated[bool, typer.Option("--include-original", help="Also store each source file unchanged (with its targets).")] = False,
     fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
-    image_format: Annotated[str, typer.Option(help="Encoding of augmented images: png, jpg or webp (lossless).")] = "png",
+    image_format: Annotated[str | None, typer.Option("--output-format", "--image-format", metavar="FORMAT", help="Format of augmented outputs: for images png (the default), jpg or webp (lossless).", show_default=False)] = None,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg outputs.")] = 95,
     annotations: Annotated[Path | None, typer.Option(help=ANNOTATIONS_HELP, show_default=False)] = None,
     key_column: Annotated[str, typer.Option(help="The annotations column that holds each image's key.")] = "key",
@@ -179,6 +179,7 @@ def run(
     max_pixels: Annotated[int, typer.Option(min=1, help="Refuse larger images (decompression bombs).")] = DEFAULT_MAX_PIXELS,
     shard_size: Annotated[int, typer.Option(min=1, help="Samples per webdataset shard.")] = 1000,
     export_annotations: Annotated[str | None, typer.Option(metavar="coco|yolo|voc|csv", help="Also write the transformed boxes and labels of every output: coco (annotations.coco.json), yolo (a .txt beside each image, classes.txt), voc (an .xml beside each image) or csv (annotations.csv).", show_default=False)] = None,
+    strict_labels: Annotated[bool, typer.Option("--strict-labels", help="Quarantine (reason 'label') an output whose boxes, points, mask or labels break a rule: a box outside the image, a point outside with remove_invisible, a mask with a class its source lacks, a changed label. Without it, problems are listed in the row's targets and counted in the manifest.")] = False,
     input_digests: Annotated[bool, typer.Option("--input-digests", help="Also record each decoded image's digest (input_digest), which joins the ledger with online ledgers by content (~5% more CPU).")] = False,
     variant: Annotated[list[str] | None, typer.Option("--variant", metavar="NAME=SPEC|REF:WEIGHT", help="A/B or canary: route this share of the keys (by a stable hash of the key and --salt) to another pipeline, e.g. candidate=digits@3:0.1; repeatable. The rest goes to SPEC as 'control'.", show_default=False)] = None,
     salt: Annotated[str, typer.Option("--salt", help="Mixed into the variant routing hash; another salt assigns keys independently.")] = "",
@@ -186,6 +187,10 @@ def run(
     mlflow: Annotated[bool, typer.Option("--mlflow", help="Log the run to MLflow ($MLFLOW_TRACKING_URI, else sqlite:///mlflow.db): tags, spec, manifest, counts, preview, the dataset as an input. Needs pip install 'augledger\\[mlflow]'.")] = False,
     allow_quarantine: Annotated[bool, typer.Option("--allow-quarantine", help="Exit 0, not 3, when some samples were quarantined (they are still listed in the summary, manifest and ledger): for pipelines such as DVC that stop on any non-zero exit.")] = False,
     experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: augledger).", show_default=False)] = None,
+    split_file: Annotated[Path | None, typer.Option("--split-file", metavar="SPLITS.csv", help="Augment only the keys this split file (from `augledger split`) marks train; every source key must be in it. Its SHA-256 is recorded in the manifest.", show_default=False)] = None,
+    policy: Annotated[list[Path] | None, typer.Option("--policy", help="Intensity policy file to enforce (repeatable): checked on the spec before any work and on every value drawn while running; a value outside a bound stops the run. A spec's own policy: key is always enforced.", show_default=False)] = None,
+    key_field: Annotated[str | None, typer.Option("--key-field", help="Tables (modality: tabular): the column of each row's unique key.", show_default=False)] = None,
+    label_field: Annotated[str | None, typer.Option("--label-field", help="Tables: the class column (targets.smote and targets.mixup make rows per class).", show_default=False)] = None,
     require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -196,24 +201,48 @@ def run(
     130/143 stopped by Ctrl-C/SIGTERM (every complete output is kept). A stopped or killed run
     resumes when started again with the same command.
     """
+    from augledger.policy import load_policy
     from augledger.run.materialize import materialize
     from augledger.run.options import RunOptions
+    from augledger.run.splits import load_split_selection
 
     n_workers = parse_workers(workers)
     try:
         options = RunOptions(
             copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
-            image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,  # type: ignore[arg-type]
+            image_format=image_format, jpeg_quality=jpeg_quality, max_pixels=max_pixels,
             shard_max_count=shard_size, export_annotations=export_annotations, input_digests=input_digests,
+            strict_labels=strict_labels,
         )
     except ValueError as exc:  # RunOptions names the option and the allowed values
         raise typer.BadParameter(str(exc)) from None
     spec_source, pipe = resolve_spec_arg(spec, require_approved=require_approved, seed=seed, lookup=True)
+    if pipe.modality == "tabular":  # a table in, a table out: augledger.run.table, not the folder machinery
+        from augledger.cli.table import run_tabular
+
+        given = {"--policy": policy, "--split-file": split_file, "--strict-labels": strict_labels, "--variant": variant,
+                 "--mlflow": mlflow, "--include-original": include_original, "--annotations": annotations,
+                 "--masks": masks, "--input-digests": input_digests, "--output-format": image_format,
+                 "--export-annotations": export_annotations, "--format": fmt != "folder"}
+        unsupported = [name for name, value in given.items() if value]
+        if unsupported:
+            raise typer.BadParameter(f"{', '.join(unsupported)} work on folders of files; a tabular run (a table in, "
+                                     "a table out) does not take them yet", param_hint=unsupported[0])
+
+        run_tabular(pipe, source, out, key_field=key_field, label_field=label_field, copies=copies, as_json=as_json)
+        return
     provenance = spec_source.provenance()
     if salt and not variant:
         raise typer.BadParameter("--salt only changes how --variant routes keys; add --variant", param_hint="--salt")
     if variant:
         pipe, provenance = _variants(pipe, provenance, variant, salt, require_approved=require_approved)
+    split = load_split_selection(split_file) if split_file is not None else None
+    from augledger.io.codecs import get_codec
+
+    try:  # the modality's codec says which output formats exist (before any work)
+        options = options.with_format(get_codec(pipe.modality).formats)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--output-format") from None
     progress = ProgressObserver(f"augmenting {pipe.fingerprint[7:19]}")
     observers: list[Any] = [progress]
     if mlflow:
@@ -230,7 +259,7 @@ def run(
     try:
         result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
                              key_column=key_column, observers=observers, command=["augledger", *sys.argv[1:]],
-                             provenance=provenance)
+                             provenance=provenance, split=split, policies=[load_policy(p) for p in policy or ()])
     except BaseException as exc:
         for observer in observers[1:]:
             observer.close(exc)

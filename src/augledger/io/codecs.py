@@ -46,10 +46,12 @@ class Annotation:
 
 @dataclass(frozen=True)
 class Decoded:
-    """A decoded file: the sample dict the pipeline takes, and a note on any conversion made."""
+    """A decoded file: the sample dict the pipeline takes, a note on any conversion made, and what
+    :meth:`Codec.encode` needs to write the sample back like its source (an audio file's subtype)."""
 
     sample: dict[str, Any]
     note: str | None = None
+    meta: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class Codec(Protocol):
     modality: str
     #: File extensions a folder source lists as samples (lower case, with the dot).
     extensions: frozenset[str]
-    #: Formats :meth:`encode` writes (the first is the default).
+    #: Formats a run may ask for (``--output-format``; the first is the default).
     formats: tuple[str, ...]
     #: Sample fields stored as files (the payload, masks), not as JSON in the ledger's ``targets``.
     stored_fields: frozenset[str]
@@ -87,8 +89,14 @@ class Codec(Protocol):
         """
         ...
 
-    def encode(self, sample: Mapping[str, Any], fmt: str) -> Encoded:
-        """Encode an augmented sample, or raise ``Quarantined("unencodable", ...)``."""
+    def output_format(self, key: str, requested: str) -> str:
+        """The file format (the output's suffix) of ``key``'s outputs when a run asked for ``requested``,
+        one of :attr:`formats`: images return it as is; a codec may offer ``source`` (keep each file's own)."""
+        ...
+
+    def encode(self, sample: Mapping[str, Any], fmt: str, meta: Mapping[str, Any] | None = None) -> Encoded:
+        """Encode an augmented sample as ``fmt`` (from :meth:`output_format`), with the source's
+        :attr:`Decoded.meta`; or raise ``Quarantined("unencodable", ...)``."""
         ...
 
     def encode_side(self, sample: Mapping[str, Any]) -> dict[str, bytes]:
@@ -101,7 +109,11 @@ class Codec(Protocol):
 
 
 #: modality -> (module, factory name); imported on first use.
-_BUILTIN: dict[str, tuple[str, str]] = {"image": ("augledger.io.image", "ImageCodec")}
+_BUILTIN: dict[str, tuple[str, str]] = {
+    "audio": ("augledger.io.audio", "AudioCodec"),
+    "image": ("augledger.io.image", "ImageCodec"),
+    "text": ("augledger.io.text", "TextCodec"),
+}
 
 
 def get_codec(modality: str, **settings: Any) -> Codec:

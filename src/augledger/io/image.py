@@ -117,7 +117,10 @@ class ImageCodec:
             sample["mask"] = mask
         return sample
 
-    def encode(self, sample: Mapping[str, Any], fmt: str) -> Encoded:
+    def output_format(self, key: str, requested: str) -> str:
+        return requested
+
+    def encode(self, sample: Mapping[str, Any], fmt: str, meta: Mapping[str, Any] | None = None) -> Encoded:
         return Encoded(encode_image(sample["image"], fmt, quality=self.jpeg_quality), self.encode_side(sample))
 
     def encode_side(self, sample: Mapping[str, Any]) -> dict[str, bytes]:

@@ -30,8 +30,10 @@ from augledger.ledger.row import COLUMNS, LedgerRow
 __all__ = ["LEDGER_FORMAT", "Ledger", "LedgerWriter", "as_row", "read_ledger", "write_ledger"]
 
 #: Version of the ledger layout, stored in every header. 2: ``input_digest`` column.
-#: 3: rows carry their own fingerprint and variant.
-LEDGER_FORMAT = 3
+#: 3: rows carry their own fingerprint and variant. 4: each applied op names its node path in the
+#: spec (``"path": "ops[2].ops[0]"``); replay compares older rows without it. 5: ``mix`` column
+#: (online batch mixing); older ledgers are read with it missing.
+LEDGER_FORMAT = 5
 _META_KEY = b"augledger"
 
 

@@ -51,6 +51,10 @@ class LedgerRow:
         fingerprint: the pipeline version that made this row (``None`` for an original kept as is).
             With :class:`~augledger.Variants` each row has its own variant's.
         variant: the variant the key was routed to (``None`` without variants).
+        mix: online only, JSON of the batch op (MixUp, CutMix) the sample received after its own
+            augmentation: the batch's identity, the sample's position, its partner's key and
+            position, lambda, the CutMix box (``None`` without batch mixing; see
+            :mod:`augledger.run.batch_mix`). ``ops`` stays the per-sample recipe ``replay`` re-runs.
     """
 
     key: str
@@ -67,6 +71,7 @@ class LedgerRow:
     output_digest: str | None = None
     fingerprint: str | None = None
     variant: str | None = None
+    mix: str | None = None
 
     @classmethod
     def quarantined(

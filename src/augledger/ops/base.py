@@ -55,7 +55,9 @@ class Compiled(Protocol):
         ...
 
     def record_ops(self, applied: Any) -> tuple[dict[str, Any], ...]:
-        """Applied ops as JSON data: ``({"op": name, "params": {...}}, ...)`` in the order applied."""
+        """Applied ops as JSON data: ``({"op": name, "path": "ops[2].ops[0]", "params": {...}}, ...)`` in
+        the order applied. ``path`` is the op's node in the resolved spec; intensity policies and
+        monitoring tell two uses of one op apart by it (a backend that cannot tell may omit it)."""
         ...
 
 
@@ -69,6 +71,29 @@ class Backend(Protocol):
 
     def op_names(self) -> tuple[str, ...]:
         """Every op name a spec may use (bare, without the namespace), compositions included."""
+        ...
+
+    def describe_ops(self) -> list[dict[str, Any]]:
+        """Every op a spec may name, as JSON data (``augledger ops list --json``), one dict per op:
+
+        * ``op``: the bare name a spec uses; ``modality``: this backend's modality;
+        * ``params``: ``{name: default}`` for every param that has one (JSON values);
+        * ``required``: names of params without a default (a spec must give them);
+        * ``example``: params that work on :meth:`example_sample` (the required ones included);
+        * optional: ``example_targets`` (the spec's ``targets`` section :meth:`example_sample`
+          needs, when the sample carries targets), ``p`` (the default probability), ``doc`` (the
+          first line of the docstring),
+          ``composition: true`` (takes child ``ops``), ``alias_of`` (a deprecated name and the op it
+          resolves to).
+
+        ``tests/ops/test_contract.py`` generates the contract suite from this list: every op that is
+        not a composition, at ``p=1`` with its ``example``, on :meth:`example_sample`.
+        """
+        ...
+
+    def example_sample(self) -> dict[str, Any]:
+        """A small deterministic sample of the modality (the same bytes in every process and on every
+        machine; e.g. a 64x64 RGB image), on which every op's ``example`` runs. A fresh copy each call."""
         ...
 
     def resolve_ops(self, ops: Sequence[OpSpec]) -> list[dict[str, Any]]:

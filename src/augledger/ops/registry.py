@@ -13,18 +13,21 @@ import copy
 import difflib
 import importlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from augledger.errors import SpecError
 from augledger.ops.base import Backend
-from augledger.spec import PipelineSpec
+from augledger.spec import OpSpec, PipelineSpec
 
-__all__ = ["get_backend", "modalities", "register_backend", "spec_json_schema"]
+__all__ = ["get_backend", "modalities", "policy_vocabulary", "register_backend", "spec_json_schema"]
 
 #: modality -> module that defines ``BACKEND``; imported on first use.
 _BUILTIN: dict[str, str] = {
+    "audio": "augledger.ops.audio",
     "image": "augledger.ops.image",
+    "tabular": "augledger.ops.tabular",
+    "text": "augledger.ops.text",
 }
 _loaders: dict[str, Callable[[], Backend]] = {}
 _loaded: dict[str, Backend] = {}
@@ -80,6 +83,23 @@ def get_backend(modality: str) -> Backend:
             raise SpecError(f"unknown modality {modality!r}; {hint}", location="modality")
         backend = _loaded[modality] = loader()
     return backend
+
+
+def policy_vocabulary(modality: str, names: Iterable[str]) -> tuple[tuple[str, ...], dict[str, str]]:
+    """The op names of ``modality``, and which of ``names`` specs resolve to another op (deprecated
+    aliases such as ``ShiftScaleRotate`` -> ``Affine``), found by resolving each through the backend."""
+    backend = get_backend(modality)
+    known = backend.op_names()
+    aliases: dict[str, str] = {}
+    for name in {n.rpartition(".")[2] for n in names} & set(known):
+        try:
+            resolved = backend.resolve_ops([OpSpec(op=name)])
+        except SpecError:  # needs params to resolve (RandomCrop's size): not an alias
+            continue
+        target = str(resolved[0]["op"]).rpartition(".")[2]
+        if target != name:
+            aliases[name] = target
+    return known, aliases
 
 
 def spec_json_schema() -> dict[str, Any]:

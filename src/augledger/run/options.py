@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 from augledger.io.image import DEFAULT_MAX_PIXELS
@@ -31,7 +31,9 @@ class RunOptions:
     workers: int = 1
     include_original: bool = False
     format: Literal["folder", "webdataset"] = "folder"
-    image_format: Literal["png", "jpg", "webp"] = "png"
+    #: The format of augmented outputs, one of the modality codec's ``formats`` (images: ``png``,
+    #: ``jpg``, ``webp``); ``None``: the codec's default (``png`` for images), filled in by the run.
+    image_format: str | None = None
     jpeg_quality: int = 95
     max_pixels: int = DEFAULT_MAX_PIXELS
     shard_max_count: int = 1000
@@ -43,6 +45,9 @@ class RunOptions:
     #: offline ledger with online ones by content). Off by default: ~0.3-0.5 ms per 384x384 image,
     #: about 5% of a run's CPU time.
     input_digests: bool = False
+    #: Quarantine an output whose labels break a rule (:mod:`augledger.run.labels`) with reason
+    #: ``label``, instead of listing the problem in its row.
+    strict_labels: bool = False
 
     def __post_init__(self) -> None:
         def positive(name: str, value: object, minimum: int = 1) -> None:
@@ -57,8 +62,8 @@ class RunOptions:
         positive("chunk_size", self.chunk_size)
         if self.format not in ("folder", "webdataset"):
             raise ValueError(f"format must be 'folder' or 'webdataset'; got {self.format!r}")
-        if self.image_format not in ("png", "jpg", "webp"):
-            raise ValueError(f"image_format must be 'png', 'jpg' or 'webp'; got {self.image_format!r}")
+        if self.image_format is not None and not (isinstance(self.image_format, str) and self.image_format.isalnum()):
+            raise ValueError(f"image_format must be a format name such as 'png' or 'wav'; got {self.image_format!r}")
         if self.export_annotations is not None:
             if self.export_annotations not in EXPORT_FORMATS:
                 raise ValueError(f"export_annotations must be one of {', '.join(EXPORT_FORMATS)}; got {self.export_annotations!r}")
@@ -67,8 +72,21 @@ class RunOptions:
                                  "tar shards do not have; with the webdataset format, use coco or csv")
         if not isinstance(self.input_digests, bool):
             raise ValueError(f"input_digests must be true or false; got {self.input_digests!r}")
+        if not isinstance(self.strict_labels, bool):
+            raise ValueError(f"strict_labels must be true or false; got {self.strict_labels!r}")
         if isinstance(self.jpeg_quality, bool) or not isinstance(self.jpeg_quality, int) or not 1 <= self.jpeg_quality <= 100:
             raise ValueError(f"jpeg_quality must be an int in [1, 100]; got {self.jpeg_quality!r}")
+
+    def with_format(self, formats: tuple[str, ...]) -> RunOptions:
+        """These options with ``image_format`` filled in from a codec's ``formats`` (the first is its default).
+
+        Raises:
+            ValueError: the format asked for is not one the codec writes.
+        """
+        fmt = self.image_format or formats[0]
+        if fmt not in formats:
+            raise ValueError(f"output format {fmt!r} is not one this modality writes; choose one of {', '.join(formats)}")
+        return replace(self, image_format=fmt)
 
     def identity(self) -> dict[str, Any]:
         """The options that change the outputs (not how fast they are made, nor which derived views
@@ -79,6 +97,8 @@ class RunOptions:
         if self.format != "webdataset":
             d.pop("shard_max_count")  # no shards: the shard size changes nothing
             d.pop("shard_max_bytes")
+        if not self.strict_labels:
+            d.pop("strict_labels")  # the default: folders made before the option keep their identity
         if not self.input_digests:
             d.pop("input_digests")  # the default: folders made before the option keep their identity
         if self.image_format != "jpg":

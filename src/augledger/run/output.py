@@ -132,14 +132,15 @@ class OutputFolder:
         """
         data = self.job.read_source(key) if source_bytes is None else source_bytes
         annotation = self.annotations.get(key)
-        sample, _note, mask_source = self.job.prepare(data, annotation)
+        sample, _note, mask_source, meta, _decoded = self.job.prepare(data, annotation)
+        labels = None
         if epoch == ORIGINAL_EPOCH:
             main, side, result, out = data, self.job.codec.encode_side(sample), None, sample
         else:
-            encoded, result = self.job.derive(sample, key, epoch)
+            encoded, result, labels = self.job.derive(sample, key, epoch, meta)
             main, side, out = encoded.data, encoded.side, result.sample
         mask = (mask_name(key, epoch), side["mask.png"]) if "mask.png" in side else None
-        targets = self.job.targets_json(out, annotation, mask, mask_source)
+        targets = self.job.targets_json(out, annotation, mask, mask_source, labels)
         return Rederived(main, mask[1] if mask else None, targets, result)
 
 

@@ -15,7 +15,7 @@ import json
 import os
 import shutil
 import tarfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from augledger._canonical import canonical_json, sha256_hex
@@ -52,7 +52,8 @@ class ShardPacker:
         base = wds_key(key, epoch)
         where = f"shards/shard-{len(self.shards):06d}.tar#"
         image = (self.staging / str(row.output_path)).read_bytes()
-        ext = Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH else options.image_format
+        ext = (Path(key).suffix.lower().lstrip(".").replace("jpeg", "jpg") if epoch == ORIGINAL_EPOCH
+               else PurePosixPath(str(row.output_path)).suffix.lstrip("."))  # the codec chose it per key
         targets = json.loads(row.targets or "null")
         mask = targets.get("mask") if targets else None
         # The sample's JSON member names its mask by member name, the ledger by shard and member.

@@ -22,8 +22,11 @@ from augledger.env import EnvStamp
 from augledger.errors import LedgerError, Quarantined, SampleError, UnsafePath
 from augledger.ledger.online import in_ledger_sample
 from augledger.ledger.parquet import Ledger, read_ledger
+from augledger.record import same_ops
+from augledger.run.batch_mix import check_mix_rows
 from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
 from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
+from augledger.run.manifest import read_manifest
 from augledger.run.output import OutputFolder, comparable_targets
 from augledger.variants import Augmenter, compile_recorded
 
@@ -70,7 +73,8 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
     resolved spec still compiles to the recorded fingerprint in this environment; every row's seed
     is the one derived from (fingerprint, seed, epoch, key), which catches rows edited, moved to
     another key or epoch, or taken from another pipeline; with a sampling rate below 1, every row
-    belongs to the sampled subset; and no (key, epoch) appears twice.
+    belongs to the sampled subset; no (key, epoch) appears twice; and each batch-mixing record
+    (``mix``: partner, lambda, CutMix box) is the one its batch derives (:func:`~augledger.run.batch_mix.check_mix_rows`).
     """
     header = ledger.header
     report = VerifyReport(fingerprint=str(header.get("fingerprint", "")))
@@ -91,7 +95,8 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
         if ident in seen:
             report.problems.append(Problem(row["key"], row["epoch"], "appears more than once in the ledger"))
         seen.add(ident)
-    for row in _pick(rows, sample):
+    picked = _pick(rows, sample)
+    for row in picked:
         key, epoch = row["key"], row["epoch"]
         report.checked += 1
         expected = pipeline.sample_seed_hex(key=key, epoch=epoch)
@@ -105,6 +110,8 @@ def verify_online_ledger(ledger: Ledger, *, sample: int | None = None) -> Verify
             )))
         elif not in_ledger_sample(expected, rate):
             report.problems.append(Problem(key, epoch, f"is outside the ledger's sampled subset at rate {rate}"))
+    for key, epoch, message in check_mix_rows(rows, picked, fingerprint=pipeline.fingerprint, seed=pipeline.seed):
+        report.problems.append(Problem(key, epoch, message))
     return report
 
 
@@ -134,6 +141,12 @@ def verify(
     online = _online_ledger(Path(out))
     if online is not None:
         return verify_online_ledger(online, sample=sample)
+    if (Path(out) / "manifest.json").is_file() and read_manifest(out).get("modality") == "tabular":
+        from augledger.run.table_verify import verify_table  # a table: recomputed cell by cell
+
+        found = verify_table(out, source=source)
+        return VerifyReport(found.checked, [Problem(p.key, p.epoch, p.message) for p in found.problems],
+                            found.env_differences, found.fingerprint)
     ds = OutputFolder(out, source, annotations, masks)
     report = VerifyReport(fingerprint=ds.manifest["fingerprint"])
     report.env_differences = ds.env.describe_differences(EnvStamp.current(ds.pipeline.modality))
@@ -329,7 +342,7 @@ def replay_output(
         raise LedgerError(f"reproducing {key!r} copy {epoch} gave other bytes than the ledger records{because}")
     result = again.result
     ops = list(result.record.ops) if result is not None else []
-    if result is not None and json.loads(row["ops"]) != ops:
+    if result is not None and not same_ops(json.loads(row["ops"]), ops):
         raise LedgerError(f"reproducing {key!r} copy {epoch} applied other params than the ledger records{because}")
     if comparable_targets(again.targets) != comparable_targets(row["targets"]):
         raise LedgerError(f"reproducing {key!r} copy {epoch} gave other targets (boxes, labels, mask) than the "

@@ -23,8 +23,9 @@ from augledger.io.store import LocalStore, Store
 from augledger.ledger.row import LedgerRow
 from augledger.record import Augmented, Record, plain_json, sample_digest
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name, output_name
+from augledger.run.labels import LabelFindings, index_labels, mask_fills, settle
 from augledger.run.options import RunOptions
-from augledger.variants import Augmenter
+from augledger.variants import Augmenter, Variants
 
 __all__ = ["Output", "Prepared", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
 
@@ -42,11 +43,14 @@ class Task:
 
 
 class Prepared(NamedTuple):
-    """A source file ready for the pipeline: the sample, the conversion note, the mask file's digest."""
+    """A source file ready for the pipeline: the sample, the conversion note, the mask file's digest,
+    the codec's notes for writing it back (:attr:`Decoded.meta`) and the decoded sample before targets."""
 
     sample: dict[str, Any]
     note: str | None
     mask_source_digest: str | None
+    meta: dict[str, Any]
+    decoded: dict[str, Any]
 
 
 @dataclass
@@ -61,7 +65,7 @@ class Output:
     row: LedgerRow
     record: Record | None = None
     files: list[tuple[str, bytes]] = field(default_factory=list)
-    #: The decoded image whose digest becomes ``row.input_digest`` (hashed by :func:`write_outputs`,
+    #: The decoded sample (no targets) whose digest becomes ``row.input_digest`` (hashed by :func:`write_outputs`,
     #: which the in-process engine runs on its writer thread, overlapping the next samples' work).
     payload: Any = None
 
@@ -84,6 +88,12 @@ class SampleJob:
     @cached_property
     def codec(self) -> Codec:
         return get_codec(self.pipeline.modality, max_pixels=self.options.max_pixels, jpeg_quality=self.options.jpeg_quality)
+
+    @cached_property
+    def mask_fill(self) -> dict[str, frozenset[int]]:
+        """fingerprint -> the values its ops fill masks with (allowed new mask values, :mod:`augledger.run.labels`)."""
+        arms = self.pipeline.pipelines.values() if isinstance(self.pipeline, Variants) else [self.pipeline]
+        return {arm.fingerprint: mask_fills(arm.resolved_spec) for arm in arms}
 
     @cached_property
     def source(self) -> Store:
@@ -125,28 +135,46 @@ class SampleJob:
             return read[path]
 
         decoded = self.codec.decode(data)
+        payload = dict(decoded.sample)  # attach may add targets to the decoded dict itself
         sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, read_mask)
         mask = annotation.mask if annotation is not None else None
         mask_digest = sha256_hex(read[mask]) if mask is not None and mask in read and "mask" in sample else None
-        return Prepared(sample, decoded.note, mask_digest)
+        return Prepared(sample, decoded.note, mask_digest, decoded.meta, payload)
 
-    def derive(self, sample: Mapping[str, Any], key: str, epoch: int) -> tuple[Encoded, Augmented]:
-        """Augment and encode one output.
+    def derive(
+        self, sample: Mapping[str, Any], key: str, epoch: int, meta: Mapping[str, Any] | None = None,
+    ) -> tuple[Encoded, Augmented, LabelFindings | None]:
+        """Augment and encode one output, and check what happened to its labels (:mod:`augledger.run.labels`).
 
         Raises:
             SampleError: the pipeline failed on this sample.
-            Quarantined: the output cannot be encoded (``unencodable``).
+            Quarantined: the output cannot be encoded (``unencodable``), or, with ``strict_labels``,
+                its labels broke a rule (``label``).
         """
-        result = self.pipeline.apply(sample, key=key, epoch=epoch)
-        return self.codec.encode(result.sample, self.options.image_format), result
+        targets = self.pipeline.resolved_targets
+        if not (targets.get("bboxes") or targets.get("keypoints") or targets.get("mask")):
+            result = self.pipeline.apply(sample, key=key, epoch=epoch)
+            return self.codec.encode(result.sample, self.output_format(key), meta), result, None
+        indexed, index = index_labels(sample, targets)
+        result = self.pipeline.apply(indexed, key=key, epoch=epoch)
+        out, findings = settle(sample, result.sample, index, targets, self.mask_fill[result.record.fingerprint])
+        if findings.problems and self.options.strict_labels:
+            raise Quarantined("label", "; ".join(findings.problems) + " (--strict-labels)")
+        result = Augmented(out, result.record)
+        return self.codec.encode(result.sample, self.output_format(key), meta), result, findings
+
+    def output_format(self, key: str) -> str:
+        """The format (suffix) of ``key``'s augmented outputs."""
+        return self.codec.output_format(key, self.options.image_format or self.codec.formats[0])
 
     def targets_json(
         self, sample: Mapping[str, Any], annotation: Annotation | None, mask: tuple[str, bytes] | None,
-        mask_source_digest: str | None = None,
+        mask_source_digest: str | None = None, labels: LabelFindings | None = None,
     ) -> str | None:
         """The ledger's ``targets``: label, carried columns, boxes/points/labels of ``sample``, and for
         a mask its stored path (``mask``), the stored file's digest (``mask_digest``, which verify
-        checks) and the source mask's digest (``mask_source_digest``, which a resume checks)."""
+        checks) and the source mask's digest (``mask_source_digest``, which a resume checks); the
+        boxes/points dropped (``dropped``) and label problems found (``label_problems``)."""
         data: dict[str, Any] = {}
         if annotation is not None:
             data.update(annotation.carry)
@@ -165,13 +193,16 @@ class SampleJob:
             data["mask_digest"] = sha256_hex(mask[1])
             if mask_source_digest is not None:
                 data["mask_source_digest"] = mask_source_digest
+        if labels is not None:
+            data.update(labels.to_targets())
         return canonical_json(data).decode() if data else None
 
     # -- one source file ---------------------------------------------------------------------------
 
     def produce(self, task: Task) -> list[Output]:
         """Every output of one source file, or its quarantine rows; never raises for a bad sample."""
-        key, fmt, pipe = task.key, self.options.image_format, self.pipeline
+        key, pipe = task.key, self.pipeline
+        fmt = self.output_format(key)
         wanted = [*((ORIGINAL_EPOCH,) if task.original else ()), *task.epochs]
 
         def seed_hex(epoch: int) -> str | None:
@@ -202,11 +233,11 @@ class SampleJob:
             return quarantine_all("unreadable", exc.strerror or type(exc).__name__, None)
         src = sha256_hex(data)
         try:
-            sample, note, mask_digest = self.prepare(data, task.annotation)
+            sample, note, mask_digest, meta, decoded = self.prepare(data, task.annotation)
         except Quarantined as q:
             return quarantine_all(q.reason, str(q), src)
         # The decoded image, hashed into input_digest where files are written, when the run asks for it.
-        payload = sample["image"] if self.options.input_digests else None
+        payload = decoded if self.options.input_digests else None
         outputs: list[Output] = []
         if task.original:
             rel = output_name(key, ORIGINAL_EPOCH, fmt)
@@ -224,7 +255,7 @@ class SampleJob:
                 outputs.append(Output(row, None, files, payload))
         for epoch in task.epochs:
             try:
-                encoded, result = self.derive(sample, key, epoch)
+                encoded, result, labels = self.derive(sample, key, epoch, meta)
             except SampleError as exc:
                 cause = exc.__cause__
                 message = str(cause or exc) if isinstance(cause, (ValueError, TypeError)) else str(exc)
@@ -246,7 +277,7 @@ class SampleJob:
             mask = (mask_name(key, epoch), encoded.side["mask.png"]) if "mask.png" in encoded.side else None
             files += [mask] if mask else []
             row = LedgerRow(key, epoch, result.record.seed, note=note,
-                            targets=self.targets_json(result.sample, task.annotation, mask, mask_digest),
+                            targets=self.targets_json(result.sample, task.annotation, mask, mask_digest, labels),
                             source_digest=src, output_path=rel, fingerprint=fingerprint, variant=variant)
             outputs.append(Output(row, result.record, files, payload))
         return outputs
@@ -307,7 +338,7 @@ def write_outputs(outputs: Sequence[Output], store: Store) -> None:
         if output.payload is not None and output.row.input_digest is None:
             digest = payload_digests.get(id(output.payload))
             if digest is None:
-                digest = payload_digests[id(output.payload)] = sample_digest({"image": output.payload})
+                digest = payload_digests[id(output.payload)] = sample_digest(output.payload)
             output.row.input_digest = digest
         for i, (path, data) in enumerate(output.files):
             store.write(path, data)

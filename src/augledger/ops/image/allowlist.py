@@ -4,9 +4,10 @@ A spec names ops by Albumentations class name, bare (``HorizontalFlip``) or name
 (``albumentations.HorizontalFlip``); only the names here are accepted, so a spec can never reach
 an arbitrary class or import path. Left out on purpose: transforms that need callables, file
 paths, reference images or per-sample metadata (``Lambda``, ``FDA``, ``HistogramMatching``,
-``Mosaic``, ``TextImage``, ...), deprecated aliases (``ShiftScaleRotate``, ...), conversions
-to tensors (``ToTensorV2``) and transforms that warn on every construction (``PiecewiseAffine``:
-"very slow, use ElasticTransform").
+``Mosaic``, ``TextImage``, ...), conversions to tensors (``ToTensorV2``) and transforms that warn
+on every construction (``PiecewiseAffine``: "very slow, use ElasticTransform"). Deprecated
+aliases (``ShiftScaleRotate``, ...) are accepted and resolve to their modern equivalent
+(:mod:`~augledger.ops.image.aliases`).
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ COMPOSITIONS: dict[str, tuple[str, ...]] = {
     "Sequential": (),
 }
 
-#: Albumentations 2.0.8 transforms a spec may not name, and why (``augledger ops list`` shows them).
+#: Albumentations 2.0.8 transforms a spec may not name, and why (the error says it; so does the README).
 REFUSED: dict[str, str] = {
     "Lambda": "runs arbitrary Python code; a spec is data",
     "FDA": "needs reference images passed per call",
@@ -61,11 +62,11 @@ REFUSED: dict[str, str] = {
     "OverlayElements": "needs overlay images and metadata passed per call",
     "TextImage": "needs font files and per-sample text metadata",
     "ToTensorV2": "makes a torch tensor: convert in the training loader, not in the augmentation spec",
-    "ShiftScaleRotate": "deprecated alias of Affine",
     "PiecewiseAffine": "warns on every construction that it is very slow; use ElasticTransform",
-    "FrequencyMasking": "deprecated alias of XYMasking",
-    "TimeMasking": "deprecated alias of XYMasking",
-    "TimeReverse": "deprecated alias of HorizontalFlip",
+    "TimeMasking": "deprecated alias whose draws no XYMasking spec reproduces; use "
+                   "{op: XYMasking, params: {num_masks_x: [1, 1], mask_x_length: [0, N], fill: 0, fill_mask: 0}}",
+    "FrequencyMasking": "deprecated alias whose draws no XYMasking spec reproduces; use "
+                        "{op: XYMasking, params: {num_masks_y: [1, 1], mask_y_length: [0, N], fill: 0, fill_mask: 0}}",
     "RandomCropNearBBox": "needs a per-sample cropping box passed per call",
     "ToRGB": "changes the channel count of grey images, which offline runs already convert to RGB",
     "CenterCrop3D": "3D volumes are not an image sample", "CoarseDropout3D": "3D volumes are not an image sample",

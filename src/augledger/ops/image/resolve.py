@@ -22,8 +22,10 @@ from pydantic import BaseModel, ConfigDict
 
 from augledger._canonical import canonical_json
 from augledger.errors import ParamError, SpecError, UnknownOpError
+from augledger.ops.image.aliases import translate_alias
 from augledger.ops.image.allowlist import COMPOSITIONS, NAMESPACE, canonical_op_name
 from augledger.ops.image.library import albumentations
+from augledger.ops.image.limits import check_limits
 from augledger.spec import OpSpec, format_location, validate_model
 
 __all__ = ["BboxTargets", "KeypointTargets", "Targets", "resolve_ops", "resolve_targets", "storage_problem"]
@@ -214,6 +216,7 @@ def _check_schema(schema: Any, full: dict[str, Any], bare: str, *, location: str
 
 def _resolve_op(A: Any, op: OpSpec, loc: tuple[int | str, ...]) -> dict[str, Any]:
     location = format_location(loc)
+    op = translate_alias(A, op, location)  # ShiftScaleRotate -> Affine, ... (aliases.py)
     name = canonical_op_name(op.op, location=f"{location}.op")
     bare = name.removeprefix(f"{NAMESPACE}.")
     if bare in COMPOSITIONS:
@@ -252,7 +255,12 @@ def _resolve_op(A: Any, op: OpSpec, loc: tuple[int | str, ...]) -> dict[str, Any
         raise ParamError(f"{bare}'s params do not settle to a stable resolved form", location=f"{location}.params")
     for field, given in op.params.items():
         _check_not_reversed(given, resolved.get(field), f"{location}.params.{field}")
+    check_limits(bare, resolved, location)
     return {"op": name, "p": float(p), "params": resolved}
+
+
+#: Ops a composition may pick per sample (``SomeOf``'s ``n``; with ``replace`` it may exceed the children).
+_MAX_COMPOSITION_N = 100
 
 
 def _check_composition(
@@ -263,6 +271,9 @@ def _check_composition(
         n = params["n"]
         if isinstance(n, bool) or not isinstance(n, int) or n < 1:
             raise ParamError(f"n must be a positive int; got {n!r}", location=f"{location}.params.n")
+        if n > _MAX_COMPOSITION_N:
+            raise ParamError(f"n must be at most {_MAX_COMPOSITION_N} ops per sample; got {n!r}",
+                             location=f"{location}.params.n")
         if not isinstance(params["replace"], bool):
             raise ParamError(f"replace must be true or false; got {params['replace']!r}", location=f"{location}.params.replace")
         if n > len(children) and not params["replace"]:
@@ -270,6 +281,10 @@ def _check_composition(
                 f"n={n} but {bare} has {len(children)} child op(s); lower n, add ops, or set replace: true",
                 location=f"{location}.params.n",
             )
+    if bare == "OneOf" and children and not any(float(c["p"]) > 0 for c in children):
+        raise ParamError("OneOf picks a child op with its children's p as weights, and every child has p 0 (found by "
+                         "fuzzing: Albumentations divides by their sum); give one child a p above 0, or remove the OneOf",
+                         location=f"{location}.ops")
     if bare == "OneOrOther" and len(children) != 2:
         raise ParamError(f"OneOrOther takes exactly 2 child ops (the one, the other); got {len(children)}",
                          location=f"{location}.ops")

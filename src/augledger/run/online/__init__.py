@@ -10,6 +10,8 @@ Guarantees, and where each is kept:
 * **Only the splits the spec allows.** ``split="val"``, ``"test"`` or ``"predict"`` passes samples
   through unless the spec lists that split; :meth:`AugmentedDataset.for_serving` never augments.
 * **A ledger whose content does not depend on the layout** (:class:`~augledger.ledger.online.OnlineLedger`).
+* **Batch mixing drawn from the batch** (:mod:`~augledger.run.online.mixing`): MixUp/CutMix pairs
+  and weights are a function of the batch's keys and epochs, recorded in the ledger's ``mix`` column.
 
 The change to an existing training loop is three lines::
 
@@ -25,14 +27,18 @@ This package imports torch; ``import augledger`` never imports it. Its public fa
 """
 
 from augledger.run.online.datasets import AugmentedDataset
+from augledger.run.online.mixing import BatchMix, CutMix, MixUp
 from augledger.run.online.samplers import DistributedEpochSampler, EpochSampler
 from augledger.run.online.streams import AugmentedIterableDataset, WdsMapper, wds_mapper
 
 __all__ = [
     "AugmentedDataset",
     "AugmentedIterableDataset",
+    "BatchMix",
+    "CutMix",
     "DistributedEpochSampler",
     "EpochSampler",
+    "MixUp",
     "WdsMapper",
     "wds_mapper",
 ]

@@ -55,6 +55,8 @@ class DefaultAdapter:
         head = item[0] if isinstance(item, (tuple, list)) and item else item
         if isinstance(head, np.ndarray):
             return {"image": head}
+        if isinstance(head, str) and "text" in self.fields:  # a text dataset's (text, label)
+            return {"text": head}
         if isinstance(head, Mapping):
             return {k: v for k, v in head.items() if k in self.fields}
         raise SampleError(
@@ -77,6 +79,8 @@ class DefaultAdapter:
             merged = dict(head)
             merged.update(sample)
             return merged
+        if isinstance(head, str) and len(sample) == 1 and "text" in sample:
+            return sample["text"]
         return sample["image"] if len(sample) == 1 and "image" in sample else sample
 
 

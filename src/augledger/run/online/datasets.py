@@ -13,6 +13,7 @@ from augledger.ledger.online import OnlineLedger
 from augledger.observe.base import RunObserver
 from augledger.pipeline import Pipeline
 from augledger.run.online.core import Core, FromSample, Pending, ToSample, check_split
+from augledger.run.online.mixing import BatchMix
 from augledger.variants import Augmenter, Variants
 
 __all__ = ["AugmentedDataset", "KeySpec"]
@@ -43,9 +44,14 @@ class AugmentedDataset(Dataset[Any]):
         ledger: record what each sample received (see :class:`OnlineLedger`).
         observers: :class:`~augledger.observe.base.RunObserver` s called with each batch's rows, in
             the process that loads the batch (each DataLoader worker has its own copy).
+        batch_mix: a :class:`~augledger.run.online.mixing.MixUp` or ``CutMix`` applied to each
+            batch after the samples' own augmentation, drawn from the batch's keys and epochs and
+            recorded in the ledger's ``mix`` column. Training only; it needs a DataLoader with a
+            ``batch_size`` (batches reach it through ``__getitems__``).
 
     Raises:
-        LoaderError: ``split`` is not a split name, or ``key`` has another length than the dataset.
+        LoaderError: ``split`` is not a split name, ``key`` has another length than the dataset, or
+            ``batch_mix`` is given to a split other than ``train`` or to one the spec does not augment.
 
     Example:
         >>> train = AugmentedDataset(train, pipeline, key=lambda i: paths[i])           # doctest: +SKIP
@@ -64,6 +70,7 @@ class AugmentedDataset(Dataset[Any]):
         from_sample: FromSample | None = None,
         ledger: OnlineLedger | None = None,
         observers: Sequence[RunObserver] = (),
+        batch_mix: BatchMix | None = None,
     ) -> None:
         if not isinstance(pipeline, (Pipeline, Variants)):
             raise LoaderError(
@@ -71,6 +78,16 @@ class AugmentedDataset(Dataset[Any]):
                 f"got {type(pipeline).__name__}"
             )
         self._setup(dataset, pipeline, key, check_split(split), to_sample, from_sample, ledger, observers)
+        if batch_mix is not None:
+            if not isinstance(batch_mix, BatchMix):
+                raise LoaderError(f"batch_mix must be augledger.torch.MixUp(...) or CutMix(...); got {type(batch_mix).__name__}")
+            if split != "train":
+                raise LoaderError(f"batch_mix={batch_mix!r} is for training only, but this dataset's split is "
+                                  f"{split!r}; pass batch_mix only to the train split's AugmentedDataset")
+            if not self.augments:
+                raise LoaderError(f"batch_mix={batch_mix!r} mixes augmented batches, but the spec does not augment "
+                                  f"the train split (its splits: {list(pipeline.splits)}); add train to splits")
+        self._batch_mix: BatchMix | None = batch_mix
 
     @classmethod
     def for_serving(
@@ -100,6 +117,7 @@ class AugmentedDataset(Dataset[Any]):
         observers: Sequence[RunObserver],
     ) -> None:
         self.dataset = dataset
+        self._batch_mix = None
         self._core = Core(
             pipeline,
             split=split,
@@ -171,6 +189,12 @@ class AugmentedDataset(Dataset[Any]):
         )
 
     def __getitem__(self, index: Any) -> Any:
+        if self._batch_mix is not None:
+            raise LoaderError(
+                f"batch_mix={self._batch_mix!r} mixes whole batches, but this dataset was indexed one sample at a "
+                "time (a DataLoader with batch_size=None, or a plain dataset[i]); use DataLoader(dataset, "
+                "batch_size=N, sampler=EpochSampler(dataset)) so each batch reaches __getitems__"
+            )
         return self.__getitems__([index])[0]
 
     def __getitems__(self, indices: Sequence[Any]) -> list[Any]:
@@ -182,10 +206,17 @@ class AugmentedDataset(Dataset[Any]):
             return [core.passthrough(dataset[operator.index(i[1] if type(i) is tuple else i)]) for i in indices]
         pending: Pending | None = [] if core.collects else None
         out = []
+        samples: list[tuple[int, Any]] = []
         for i in indices:
             epoch, index = self._unpack(i)
             item = dataset[index]
-            out.append(core.augment(item, self.key_of(index, item), epoch, pending))
+            key = self.key_of(index, item)
+            samples.append((epoch, key))
+            out.append(core.augment(item, key, epoch, pending))
+        if self._batch_mix is not None:
+            pipe = core.pipeline
+            assert pipe is not None  # a dataset that augments has one
+            out = self._batch_mix.mix(out, samples, pending, fingerprint=pipe.fingerprint, seed=pipe.seed)
         if pending:
             core.commit(pending)
         return out
