@@ -4,7 +4,7 @@
 
 * per-row ops (GaussianJitter + FeatureMask + CategoricalSwap): ``Pipeline.apply`` per row (seed
   derivation, record, checks included) against a plain loop drawing from one NumPy generator per row;
-* SMOTE: :func:`augledger.ops.tabular.synth.plan_smote` + :func:`interpolate` (per-row seeded draws,
+* SMOTE: :func:`augledger.ops.tabular.synth.plan_smote` + :func:`interpolate_many` (per-row seeded draws,
   BLAS-free distances, provenance) against a plain vectorised NumPy SMOTE (one generator, BLAS
   distances, ``argsort``), and imbalanced-learn's ``SMOTE`` when its wheel is in /tmp/x
   (``pip download imbalanced-learn --no-deps -d /tmp/x``; never a dependency).
@@ -25,7 +25,7 @@ import numpy as np
 
 import augledger
 from augledger.ops.tabular.stats import column_stats, numeric_matrix
-from augledger.ops.tabular.synth import interpolate, plan_smote, standardise
+from augledger.ops.tabular.synth import interpolate_many, plan_smote, standardise
 
 
 def timed(fn: Callable[[], Any], repeat: int = 3) -> float:
@@ -92,9 +92,9 @@ def smote(rows: list[dict[str, Any]], num: list[str], labels: list[str], k: int 
     def ours() -> None:
         z = standardise(x, [stats["numeric"][n]["mean"] for n in names], [stats["numeric"][n]["std"] for n in names])
         plan = plan_smote(keys, labels, z, targets=targets, k=k, derive=lambda key: deriver(epoch=0, key=key))
-        by_key = dict(zip(keys, rows, strict=True))
-        for s in plan:
-            interpolate(by_key[s.parents[0]], by_key[s.parents[1]], s.weight, names, [])
+        where = {key: i for i, key in enumerate(keys)}
+        interpolate_many(rows, x, [where[s.parents[0]] for s in plan], [where[s.parents[1]] for s in plan],
+                         [s.weight for s in plan], names, [])
 
     minority = np.array([i for i, lab in enumerate(labels) if lab == "1"])
     need = targets["1"] - len(minority)

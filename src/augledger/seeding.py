@@ -16,12 +16,14 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["SEEDING_VERSION", "SampleGenerators", "SeedDeriver", "generators_for", "seed_for"]
+__all__ = ["PCG_PERSON", "SEEDING_VERSION", "SampleGenerators", "SeedDeriver", "generators_for", "seed_for"]
 
 #: Bumped only if the derivation below changes; it is part of every fingerprint.
 SEEDING_VERSION = "v1"
 _DOMAIN = "augledger/seed/v1"
-_PCG_PERSON = b"augledger-pcg64"
+#: BLAKE2b personalisation of the PCG64 state derived from a sample seed (:func:`generators_for`); public so
+#: code that steps many generators side by side (tabular SMOTE) derives the very same states.
+PCG_PERSON = b"augledger-pcg64"
 
 
 def seed_for(fingerprint: str, *, seed: int, epoch: int, key: str) -> int:
@@ -89,7 +91,7 @@ def _pcg64_state(sample_seed: int) -> Any:
     # PCG64 needs 128 bits of state and an odd 128-bit increment. Both come from one BLAKE2b call
     # over the sample seed; setting the state directly costs ~2.5 µs where PCG64(int) (which runs
     # SeedSequence) costs ~17 µs, about 1.4% of a 256x256 pipeline call.
-    words = hashlib.blake2b(sample_seed.to_bytes(16, "little"), digest_size=32, person=_PCG_PERSON).digest()
+    words = hashlib.blake2b(sample_seed.to_bytes(16, "little"), digest_size=32, person=PCG_PERSON).digest()
     return {
         "bit_generator": "PCG64",
         "state": {

@@ -115,3 +115,41 @@ def test_describe_ops() -> None:
     entries = get_backend("tabular").describe_ops()
     assert [e["op"] for e in entries] == ["CategoricalSwap", "FeatureMask", "GaussianJitter"]
     assert all(e["modality"] == "tabular" and "example" in e and e["doc"] for e in entries)
+
+
+def test_smote_draws_are_each_rows_own_generator() -> None:
+    """The side-by-side PCG64 draws equal each row's own ``generators_for`` draws (Lemire rejections included)."""
+    import random
+
+    from augledger.ops.tabular.synth import smote_draws
+    from augledger.seeding import generators_for
+
+    r = random.Random(7)
+    for n, k in [(2, 1), (3, 2), (6, 5), (2000, 5), (2**31 + 11, 7)]:
+        seeds = [r.getrandbits(128) for _ in range(500)]
+        want = []
+        for s in seeds:
+            rng, _ = generators_for(s)
+            want.append((int(rng.integers(n)), int(rng.integers(k)), float(rng.random())))
+        assert list(zip(*smote_draws(seeds, n, k), strict=True)) == want
+
+
+def test_vectorised_neighbours_and_interpolation_match_the_scalar_definitions() -> None:
+    import numpy as np
+
+    from augledger.ops.tabular.stats import numeric_matrix
+    from augledger.ops.tabular.synth import interpolate, interpolate_many, nearest_neighbours
+
+    rng = np.random.default_rng(3)
+    z = np.round(rng.normal(size=(300, 3)) * 2) / 2  # many tied distances
+    found = nearest_neighbours(z, list(range(300)), 4)
+    for i, got in found.items():
+        d = ((z - z[i]) ** 2).sum(axis=1)
+        d[i] = np.inf
+        assert got == sorted(range(300), key=lambda j: (d[j], j))[:4]
+    rows = [{"id": f"r{i}", "a": float(rng.normal()), "b": None if i % 5 == 0 else float(rng.normal()),
+             "c": ["x", "y"][i % 2]} for i in range(40)]
+    first, second = rng.integers(40, size=200).tolist(), rng.integers(40, size=200).tolist()
+    weights = rng.random(200).tolist()
+    many = interpolate_many(rows, numeric_matrix(rows, ["a", "b"]), first, second, weights, ["a", "b"], ["c"])
+    assert many == [interpolate(rows[i], rows[j], w, ["a", "b"], ["c"]) for i, j, w in zip(first, second, weights, strict=True)]

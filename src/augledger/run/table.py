@@ -40,7 +40,15 @@ from augledger.io.store import LocalStore
 from augledger.ledger.parquet import LedgerWriter
 from augledger.ledger.row import LedgerRow
 from augledger.ops.tabular.stats import column_stats, numeric_matrix, stats_digest
-from augledger.ops.tabular.synth import Synthetic, interpolate, plan_mixup, plan_smote, smote_targets, standardise
+from augledger.ops.tabular.synth import (
+    Synthetic,
+    interpolate,
+    interpolate_many,
+    plan_mixup,
+    plan_smote,
+    smote_targets,
+    standardise,
+)
 from augledger.pipeline import Pipeline
 from augledger.run.folder import MANIFEST, ORIGINAL_EPOCH, RUN_INFO, claim_folder, locked
 from augledger.run.manifest import MANIFEST_FORMAT, run_info
@@ -139,9 +147,7 @@ def build_table(pipeline: Pipeline, source: SourceTable, *, copies: int, synthet
         if targets.get("mixup"):
             mixup = targets["mixup"]
             made += plan_mixup(keys, labels, fraction=float(mixup["fraction"]), alpha=float(mixup["alpha"]), derive=derive)
-        by_key = {r[kf]: r for r in source.rows}
-        for s in made:
-            row = synthesize(s, by_key, source)
+        for s, row in zip(made, synthesize_all(made, source), strict=True):
             out.append({"key": s.key, "copy": 0, "origin": "synthetic", "parents": _json(list(s.parents)),
                         "weight": s.weight, "ops": _json([s.record]), "seed": f"{s.seed:032x}", "fingerprint": fp, **row})
         classes["smote"] = _synthetic_counts(made, "SMOTE")
@@ -156,6 +162,19 @@ def synthesize(s: Synthetic, rows: dict[str, dict[str, Any]], source: SourceTabl
     row = interpolate(rows[s.parents[0]], rows[s.parents[1]], s.weight, source.numeric, source.categorical)
     row[source.key_field] = s.key
     return row
+
+
+def synthesize_all(made: Sequence[Synthetic], source: SourceTable) -> list[dict[str, Any]]:
+    """:func:`synthesize` of every recipe in ``made``, the numeric columns in one NumPy pass (the same values)."""
+    if not made:
+        return []
+    kf = source.key_field
+    where = {r[kf]: i for i, r in enumerate(source.rows)}
+    rows = interpolate_many(source.rows, numeric_matrix(source.rows, source.numeric), [where[s.parents[0]] for s in made],
+                            [where[s.parents[1]] for s in made], [s.weight for s in made], source.numeric, source.categorical)
+    for s, row in zip(made, rows, strict=True):
+        row[kf] = s.key
+    return rows
 
 
 def _schema(source: SourceTable) -> Any:
