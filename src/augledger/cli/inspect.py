@@ -15,7 +15,7 @@ from augledger.errors import LedgerError
 ledger_app = typer.Typer(no_args_is_help=True, help="Read ledgers.")
 app.add_typer(ledger_app, name="ledger")
 
-SourceOpt = Annotated[Path | None, typer.Option(help="Source folder, if it moved since the run.", show_default=False)]
+SourceOpt = Annotated[Path | None, typer.Option(help="Source folder (or JSON Lines/CSV file), if it moved since the run.", show_default=False)]
 AnnotationsOpt = Annotated[Path | None, typer.Option(help="Annotations file, if it moved since the run.", show_default=False)]
 MasksOpt = Annotated[Path | None, typer.Option(help="Masks folder, if it moved since the run.", show_default=False)]
 

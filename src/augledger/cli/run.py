@@ -165,7 +165,7 @@ def parse_workers(value: str) -> int:
 @handle_errors
 def run(
     spec: SpecArg,
-    source: Annotated[Path, typer.Option("--source", help="Folder of images (keys are paths relative to it).")],
+    source: Annotated[Path, typer.Option("--source", help="Folder of samples (keys are paths relative to it); for modality text also a .jsonl or .csv file (--text-field, --key-field); for tables a .csv or .parquet file.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (new, empty, or one to resume).")],
     copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (copy c uses epoch c).")] = 1,
     workers: Annotated[str, typer.Option(metavar="auto|N", help="Worker processes: auto (one per usable CPU), or N; 0 or 1 work in this process. Outputs do not depend on it.")] = "auto",
@@ -189,7 +189,8 @@ def run(
     experiment: Annotated[str | None, typer.Option("--experiment", help="MLflow experiment (default: augledger).", show_default=False)] = None,
     split_file: Annotated[Path | None, typer.Option("--split-file", metavar="SPLITS.csv", help="Augment only the keys this split file (from `augledger split`) marks train; every source key must be in it. Its SHA-256 is recorded in the manifest.", show_default=False)] = None,
     policy: Annotated[list[Path] | None, typer.Option("--policy", help="Intensity policy file to enforce (repeatable): checked on the spec before any work and on every value drawn while running; a value outside a bound stops the run. A spec's own policy: key is always enforced.", show_default=False)] = None,
-    key_field: Annotated[str | None, typer.Option("--key-field", help="Tables (modality: tabular): the column of each row's unique key.", show_default=False)] = None,
+    key_field: Annotated[str | None, typer.Option("--key-field", help="Tables (modality: tabular) and JSON Lines/CSV text sources: the column of each row's unique key (text: it names the output files).", show_default=False)] = None,
+    text_field: Annotated[str | None, typer.Option("--text-field", help="JSON Lines/CSV text sources: the column holding the text to augment (default: text); the other columns are carried through unchanged to augmented.jsonl|csv.", show_default=False)] = None,
     label_field: Annotated[str | None, typer.Option("--label-field", help="Tables: the class column (targets.smote and targets.mixup make rows per class).", show_default=False)] = None,
     require_approved: RequireApprovedOpt = False,
     as_json: JsonOpt = False,
@@ -231,6 +232,18 @@ def run(
 
         run_tabular(pipe, source, out, key_field=key_field, label_field=label_field, copies=copies, as_json=as_json)
         return
+    rows: Any = None  # a JSON Lines/CSV text source (augledger.run.rows): one sample per row
+    if pipe.modality == "text" and source.is_file():
+        from augledger.run.rows import RowSource
+
+        if key_field is None:
+            raise typer.BadParameter("a JSON Lines/CSV source needs --key-field: the column of each row's unique key "
+                                     "(it names the output files)", param_hint="--key-field")
+        rows = RowSource.load(source, text_field=text_field or "text", key_field=key_field)
+    elif text_field is not None or key_field is not None:
+        raise typer.BadParameter("--text-field and --key-field name the columns of a JSON Lines/CSV text source "
+                                 "(modality: text, --source FILE.jsonl|csv); --key-field also of a table",
+                                 param_hint="--text-field" if text_field is not None else "--key-field")
     provenance = spec_source.provenance()
     if salt and not variant:
         raise typer.BadParameter("--salt only changes how --variant routes keys; add --variant", param_hint="--salt")
@@ -257,7 +270,7 @@ def run(
     elif experiment is not None:
         raise typer.BadParameter("--experiment names an MLflow experiment; add --mlflow", param_hint="--experiment")
     try:
-        result = materialize(pipe, source, out, options=options, annotations=annotations, masks=masks,
+        result = materialize(pipe, rows or source, out, options=options, annotations=annotations, masks=masks,
                              key_column=key_column, observers=observers, command=["augledger", *sys.argv[1:]],
                              provenance=provenance, split=split, policies=[load_policy(p) for p in policy or ()])
     except BaseException as exc:

@@ -62,6 +62,7 @@ from augledger.run.manifest import MANIFEST_FORMAT, Summary, registry_facts, reg
 from augledger.run.options import RunOptions
 from augledger.run.plan import plan_run
 from augledger.run.policing import police_rows, policy_check
+from augledger.run.rows import RowSource, row_source
 from augledger.run.shards import ShardPacker
 from augledger.run.sources import FolderSource, load_annotations
 from augledger.run.splits import SplitSelection
@@ -98,7 +99,7 @@ class RunResult:
 
 def materialize(
     pipeline: Augmenter,
-    source: str | Path,
+    source: str | Path | RowSource,
     out: str | Path,
     *,
     options: RunOptions | None = None,
@@ -116,7 +117,8 @@ def materialize(
 
     Args:
         pipeline: the compiled pipeline.
-        source: folder of images; keys are paths relative to it.
+        source: folder of images (keys are paths relative to it), or a JSON Lines/CSV text source
+            (:class:`~augledger.run.rows.RowSource`: keys from its key field, ``augmented.jsonl|csv`` at the end).
         out: output folder: new, empty, or one made earlier by the same pipeline, seed, options and
             annotations (then the run resumes and only redoes what is missing or no longer verifies).
         options: copies, workers, format, ... (:class:`RunOptions`).
@@ -154,28 +156,26 @@ def materialize(
         raise SpecError(f"this spec cannot be materialised: {problem}")
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    src_root = Path(source).resolve()
+    text_rows = row_source(source, pipeline.modality, options, annotations, masks)
+    src_root = source.path if isinstance(source, RowSource) else Path(source).resolve()
     out = Path(out).resolve()
     if out == src_root or src_root in out.parents:
-        raise SourceError(
-            f"--out {str(out)!r} is inside --source {str(src_root)!r}: a later run would read the outputs "
-            "as inputs. Choose an --out outside the source folder."
-        )
+        raise SourceError(f"--out {str(out)!r} is inside --source {str(src_root)!r}: a later run would read the "
+                          "outputs as inputs. Choose an --out outside the source folder.")
     if out in src_root.parents:
-        raise SourceError(
-            f"--source {str(src_root)!r} is inside --out {str(out)!r}: the run would treat the source as its own "
-            "outputs (and remove what the ledger does not list). Choose an --out outside the source folder."
-        )
+        raise SourceError(f"--source {str(src_root)!r} is inside --out {str(out)!r}: the run would treat the source as "
+                          "its own outputs (and remove what the ledger does not list). Choose an --out outside the source folder.")
     masks_root = Path(masks).resolve() if masks is not None else None
     if masks_root is not None and not masks_root.is_dir():
         raise SourceError(f"--masks {str(masks_root)!r} is not a folder")
     targets = pipeline.resolved_targets
     ann_path = Path(annotations).resolve() if annotations is not None else None
-    ann = load_annotations(ann_path, label_fields=label_fields(targets), key_column=key_column) if ann_path else {}
+    ann = (text_rows.annotations() if text_rows else  # a row source refuses --annotations
+           load_annotations(ann_path, label_fields=label_fields(targets), key_column=key_column) if ann_path else {})
     _check_annotations_fit(ann, targets)
     codec = get_codec(pipeline.modality, max_pixels=options.max_pixels, jpeg_quality=options.jpeg_quality)
     options = options.with_format(codec.formats)
-    src = FolderSource(src_root, codec.extensions, **_mask_exclusions(ann, src_root, masks_root))
+    src = text_rows or FolderSource(src_root, codec.extensions, **_mask_exclusions(ann, src_root, masks_root))
     keys = src.keys()
     if split is not None:  # the other splits' keys are not this dataset's: their annotations go too
         keys, ann = split.select(keys), {k: a for k, a in ann.items() if split.keeps(k)}
@@ -195,7 +195,7 @@ def materialize(
     # The environment too: outputs made under other library versions may differ, and one folder
     # never mixes them (a resume after an upgrade is refused, naming the libraries).
     identity = {"fingerprint": pipeline.fingerprint, "seed": pipeline.seed, "options": options.identity(),
-                "annotations": ann_digest, "env": env.to_dict()}
+                "annotations": ann_digest, "env": env.to_dict(), **({"rows": text_rows.identity()} if text_rows else {})}
     if split is not None:
         identity["split"] = split.identity()
     claim_folder(out, identity)
@@ -224,7 +224,7 @@ def materialize(
             start = RunStart("offline", pipeline.fingerprint, pipeline.name, pipeline.seed, total, reused, str(out))
             for observer in observers:
                 observer.on_start(start)
-            job = SampleJob(pipeline, str(src_root), options, str(masks_root) if masks_root is not None else None)
+            job = SampleJob(pipeline, str(src_root), options, str(masks_root) if masks_root is not None else None, text_rows)
             engine = engine or engine_for(options.workers, options.chunk_size)
             try:
                 for rows in engine.execute(job, plan.tasks(ann), outputs, stop):
@@ -321,6 +321,7 @@ def materialize(
                        "sha256": _file_digest(out / "ledger.parquet"), "rows_sha256": "sha256:" + rows_digest.hexdigest()},
             "shards": packer.shards if packer is not None else [],
         }
+        manifest.update({"rows": text_rows.finish(out, outputs)} if text_rows else {})  # augmented.jsonl|csv
         if export:
             manifest["export"] = {k: v for k, v in export.items() if k != "per_image"}
         if reg_facts:

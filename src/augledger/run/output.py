@@ -22,6 +22,7 @@ from augledger.ledger.parquet import read_ledger
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name
 from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.options import RunOptions
+from augledger.run.rows import RowSource
 from augledger.run.sources import load_annotations
 from augledger.run.work import SampleJob, label_fields
 from augledger.variants import Augmenter, compile_recorded
@@ -60,7 +61,9 @@ class OutputFolder:
         if source is None and recorded is None:
             raise LedgerError(f"{str(self.out)!r} has no run.json to say where its source is; pass --source")
         self.source_root = Path(source if source is not None else str(recorded))
-        if not self.source_root.is_dir():
+        rows = self.manifest.get("rows")  # a JSON Lines/CSV text source: a file, rebuilt as rows
+        self.rows = RowSource.reopen(self.source_root, rows) if isinstance(rows, dict) else None
+        if self.rows is None and not self.source_root.is_dir():
             raise LedgerError(
                 f"the source folder {str(self.source_root)!r} does not exist (moved or deleted since the run?); "
                 "pass --source with its new place"
@@ -76,11 +79,12 @@ class OutputFolder:
         fields = label_fields(self.pipeline.resolved_targets)
         key_column = str(self.run.get("key_column") or "key")
         self.annotations: dict[str, Annotation] = (
-            load_annotations(Path(ann_path), label_fields=fields, key_column=key_column) if ann_path else {}
+            load_annotations(Path(ann_path), label_fields=fields, key_column=key_column) if ann_path
+            else self.rows.annotations() if self.rows is not None else {}
         )
         masks_root = masks if masks is not None else self.run.get("masks")
         self.job = SampleJob(self.pipeline, str(self.source_root), self.options,
-                             str(masks_root) if masks_root is not None else None)
+                             str(masks_root) if masks_root is not None else None, self.rows)
         self._open: tuple[str, tarfile.TarFile, dict[str, tarfile.TarInfo]] | None = None
 
     @property

@@ -28,6 +28,7 @@ from augledger.run.export import ExportEntry, box_args, export_files, image_size
 from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
 from augledger.run.manifest import read_manifest
 from augledger.run.output import OutputFolder, comparable_targets
+from augledger.run.rows import export_problems
 from augledger.variants import Augmenter, compile_recorded
 
 __all__ = ["Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
@@ -212,6 +213,11 @@ def _check_folder(ds: OutputFolder, report: VerifyReport) -> None:
             entries.append(ExportEntry(row["key"], row["epoch"], row["output_path"], *size, targets or {}))
     if export:
         _check_export(ds, export, entries, report)
+    rows = ds.manifest.get("rows")
+    if isinstance(rows, Mapping):  # a JSON Lines/CSV text source: augmented.jsonl|csv re-made from ledger and outputs
+        stored = ds.stored_output(str(rows["path"]))
+        for key, epoch, message in export_problems(rows, ds.ledger.rows(), ds.stored_output, stored):
+            report.problems.append(Problem(key, epoch, message))
     unlisted = sorted(data_files(ds.out) - listed)
     for path in unlisted[:20]:
         report.problems.append(Problem("*", 0, f"{path} is not in the ledger: a file no run recorded (remove it, or rerun)"))

@@ -25,6 +25,7 @@ from augledger.record import Augmented, Record, plain_json, sample_digest
 from augledger.run.folder import ORIGINAL_EPOCH, mask_name, output_name
 from augledger.run.labels import LabelFindings, index_labels, mask_fills, settle
 from augledger.run.options import RunOptions
+from augledger.run.rows import RowSource
 from augledger.variants import Augmenter, Variants
 
 __all__ = ["Output", "Prepared", "SampleJob", "Task", "finish_rows", "label_fields", "write_outputs"]
@@ -78,12 +79,17 @@ def label_fields(targets: Mapping[str, Any]) -> tuple[str, ...]:
 
 @dataclass(frozen=True)
 class SampleJob:
-    """What a worker needs to make outputs: pipeline, source, masks folder and options. Picklable."""
+    """What a worker needs to make outputs: pipeline, source, masks folder and options. Picklable.
+
+    ``rows``: a JSON Lines/CSV text source (:mod:`augledger.run.rows`), read through its own store;
+    ``source_root`` is then its file.
+    """
 
     pipeline: Augmenter
     source_root: str
     options: RunOptions
     masks_root: str | None = None
+    rows: RowSource | None = None
 
     @cached_property
     def codec(self) -> Codec:
@@ -97,7 +103,7 @@ class SampleJob:
 
     @cached_property
     def source(self) -> Store:
-        return LocalStore(self.source_root)
+        return self.rows.store if self.rows is not None else LocalStore(self.source_root)
 
     @cached_property
     def masks(self) -> Store:
@@ -106,7 +112,7 @@ class SampleJob:
     def __getstate__(self) -> dict[str, Any]:
         # The cached stores and codec are rebuilt on the other side.
         return {"pipeline": self.pipeline, "source_root": self.source_root, "options": self.options,
-                "masks_root": self.masks_root}
+                "masks_root": self.masks_root, "rows": self.rows}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         for name, value in state.items():
@@ -134,7 +140,7 @@ class SampleJob:
             read[path] = self.masks.read(path)
             return read[path]
 
-        decoded = self.codec.decode(data)
+        decoded = self.codec.decode(data if self.rows is None else self.rows.text_of(data))
         payload = dict(decoded.sample)  # attach may add targets to the decoded dict itself
         sample = self.codec.attach(decoded.sample, annotation, self.pipeline.resolved_targets, read_mask)
         mask = annotation.mask if annotation is not None else None
