@@ -199,3 +199,17 @@ def test_deprecated_names_report_their_own_params() -> None:
     # TimeMasking's int mask count draws nothing; a validated XYMasking always draws: refused, with the fix.
     with pytest.raises(augledger.UnknownOpError, match=r"'TimeMasking' is not allowed.*use \{op: XYMasking"):
         compile_ops({"op": "TimeMasking"})
+
+
+def test_a_compose_with_p_below_1_imports_with_a_warning(A: Any, tmp_path: Path) -> None:
+    """A spec has no top-level p: the ops go into one Sequential(p), which draws once more than the
+    Compose did, so outputs match in distribution only; the import says so instead of claiming more."""
+    with library_calls():
+        compose = A.Compose([A.HorizontalFlip(p=1.0), A.Blur(p=1.0)], p=0.95)
+    with pytest.warns(UserWarning, match="in distribution, not draw for draw"):
+        spec = augledger.from_albumentations(A.to_dict(compose))
+    assert spec.ops[0].op == "Sequential" and spec.ops[0].p == 0.95
+    with library_calls():
+        A.save(compose, str(tmp_path / "p95.json"))
+    result = CliRunner().invoke(app, ["spec", "import", str(tmp_path / "p95.json"), "-o", str(tmp_path / "p95.yaml")])
+    assert result.exit_code == 0 and "in distribution, not draw for draw" in result.output

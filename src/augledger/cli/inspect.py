@@ -127,7 +127,15 @@ def replay_cmd(
     masks: MasksOpt = None,
 ) -> None:
     """Reproduce one output byte for byte from the source and print the params it received."""
+    from augledger.run.manifest import read_manifest
     from augledger.run.verify import replay_output
+
+    if read_manifest(out).get("modality") == "tabular":  # one row of a table, re-made with the whole table
+        from augledger.run.table_verify import replay_table_row
+
+        stored = replay_table_row(out, key, copy, source=source)
+        typer.echo(json.dumps({"key": key, "copy": copy, "matches": True, "row": stored}, indent=2, default=str))
+        return
 
     replayed = replay_output(out, key, copy, source=source, annotations=annotations, masks=masks)
     _warn_env(replayed.env_differences)

@@ -290,7 +290,8 @@ def run(
         if mlflow:
             console.print(f"MLflow run {getattr(observers[-1], 'last_run_id', None)} "
                           f"(experiment {experiment or 'augledger'})", highlight=False)
-        console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} images in {seconds:.1f}s, "
+        things = {"image": "images", "audio": "audio files", "text": "texts"}.get(pipe.modality, "samples")
+        console.print(f"[bold]{escape(str(out))}[/]: {c['ok']} outputs from {m['source']['images']} {things} in {seconds:.1f}s, "
                       f"pipeline {_version_label(m)}, seed {m['seed']}", highlight=False)
         for name, vc in c.get("variants", {}).items():
             weight = m["variants"]["variants"][[v["name"] for v in m["variants"]["variants"]].index(name)]["weight"]

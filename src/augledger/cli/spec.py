@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
 
-from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, handle_errors
+from augledger.cli._app import JsonOpt, SpecArg, app, compile_spec_file, console, err_console, handle_errors
 
 spec_app = typer.Typer(no_args_is_help=True, help="Validate, fingerprint and compare pipeline specs.")
 app.add_typer(spec_app, name="spec")
@@ -130,16 +131,19 @@ def spec_import(
     """
     import yaml
 
+    from augledger.documents import load_document
     from augledger.errors import SpecError
     from augledger.ops.image.adopt import from_albumentations
     from augledger.pipeline import compile_spec
-    from augledger.spec import load_document
 
     if out.exists() and not force:
         raise SpecError(f"{str(out)!r} exists; pass --force to overwrite it, or choose another -o")
     data = load_document(file, what="Albumentations pipeline")
-    spec = from_albumentations(data, name=name or file.stem, mask=mask,
-                                         description=f"imported from {file.name}")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        spec = from_albumentations(data, name=name or file.stem, mask=mask, description=f"imported from {file.name}")
+    for warning in caught:
+        err_console.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
     fingerprint = compile_spec(spec).fingerprint  # refuse a file whose ops do not resolve before writing
     header = f"# Imported from {file.name} (an Albumentations A.save file) by `augledger spec import`.\n# fingerprint: {fingerprint}\n"
     out.write_text(header + yaml.safe_dump(spec.to_dict(), sort_keys=False, allow_unicode=True), encoding="utf-8")

@@ -61,7 +61,7 @@ def _read(path: Path, data: bytes, key_field: str) -> tuple[Any, str]:
             import pyarrow.parquet as pq
 
             return pq.read_table(io.BytesIO(data)), "parquet"
-    except (pa.ArrowInvalid, OSError) as exc:
+    except (pa.ArrowInvalid, OSError, UnicodeDecodeError) as exc:
         raise SourceError(f"{str(path)!r} cannot be read as {suffix[1:].upper()}: {exc}") from None
     raise SourceError(f"{str(path)!r}: a tabular source is a .csv or .parquet file; got {suffix or 'no suffix'!r}")
 

@@ -29,7 +29,7 @@ from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.table import OUTPUT, build_table
 from augledger.run.table_source import RESERVED, load_table
 
-__all__ = ["TableProblem", "TableReport", "verify_table"]
+__all__ = ["TableProblem", "TableReport", "replay_table_row", "verify_table"]
 
 
 @dataclass(frozen=True)
@@ -121,3 +121,31 @@ def verify_table(out: str | Path, *, source: str | Path | None = None) -> TableR
             problems.append(TableProblem(key, copy, f"column(s) {bad} are not parent + weight * (other - parent) "
                                                     f"of its recorded parents {[a, b]} and weight {row['weight']!r}"))
     return report
+
+
+def replay_table_row(out: str | Path, key: str, copy: int = 0, *, source: str | Path | None = None) -> dict[str, Any]:
+    """Re-make the table and check the one row ``(key, copy)`` of ``augmented.parquet`` against it.
+
+    A table is re-made whole (its column statistics and SMOTE's neighbours depend on every row), so
+    this costs what :func:`verify_table` costs; it reports on the one row.
+
+    Returns:
+        The stored row (values and provenance: ``origin``, ``parents``, ``weight``, ``ops``, ``seed``).
+
+    Raises:
+        LedgerError: no such row, or it does not match what the source, spec and seed make.
+    """
+    import pyarrow.parquet as pq
+
+    report = verify_table(out, source=source)
+    stored = {(r["key"], r["copy"]): r for r in pq.read_table(Path(out) / OUTPUT).to_pylist()}
+    row = stored.get((key, copy))
+    if row is None:
+        copies = sorted(c for k, c in stored if k == key)
+        hint = f"it has copies {copies}" if copies else "no such key in augmented.parquet"
+        raise LedgerError(f"no row for key {key!r} copy {copy} in {str(out)!r}; {hint}")
+    mine = [p for p in report.problems if (p.key, p.epoch) == (key, copy) or p.key == "*"]
+    if mine:
+        raise LedgerError(f"re-making {key!r} copy {copy} does not give the stored row: "
+                          + "; ".join(p.message for p in mine))
+    return dict(row)

@@ -18,7 +18,8 @@ written (``RandomState.__init__(bit_generator)``, ~0.2 µs). Re-pointing clears 
 Box-Muller cache, so the scope first checks whether the caller has a cached normal pending (a
 read of the ``has_gauss`` flag, whose offset is found once on a private ``RandomState`` and
 checked by value; if it cannot be found, or a normal is pending, the exact ``get_state`` path is
-taken). ``benchmarks/audio.py`` measures the scope: about 20 µs per call, most of it Python's own
+taken). ``benchmarks/audio.py`` measures the scope: about 40 µs per call on a quiet machine (the exact path, taken when the caller has a
+``normal`` cached, about 140-280 µs), most of it Python's own
 ``getstate``/``setstate`` and seeding.
 
 Code in other threads that draws from the global RNGs *while* an audio apply runs gets draws of
@@ -104,7 +105,7 @@ def seeded(sample_seed: int, call: Callable[..., T], *args: Any) -> T:
         py_state = random.getstate()
         caller_bits = _GLOBAL._bit_generator
         exact = _gauss_pending()
-        np_state = _GLOBAL.get_state() if exact else None
+        np_state = _GLOBAL.get_state(legacy=False) if exact else None  # a dict: works for any bit generator
         try:
             random.seed(py_seed)
             _private.seeder.seed(np_words)  # legacy seeding, as np.random.seed(words) would do

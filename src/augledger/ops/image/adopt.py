@@ -11,12 +11,16 @@ Deprecated names (``ShiftScaleRotate``) are kept as written; compiling resolves 
 The spec's outputs equal the ``Compose``'s when both are given the same generators (the Compose's
 ``set_random_state`` with :func:`augledger.seeding.generators_for` of the sample seed), because the
 pipeline is built from the same transforms in the same tree, and both draw the Compose's own
-``p`` check first.
+``p`` check first. Except for a ``Compose`` with ``p < 1``: a spec has no top-level ``p``, so it
+becomes a ``Sequential(p)`` around every op, which applies with the same probability but draws
+once more (the spec's own Compose draws its check at ``p = 1``); the outputs then differ draw for
+draw, and :func:`from_albumentations` warns.
 """
 
 from __future__ import annotations
 
 import inspect
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -76,6 +80,9 @@ def from_albumentations(
     p = float(data.get("p", 1.0))
     if p < 1.0:  # a spec has no top-level p: the same probability on one Sequential around every op
         ops = [{"op": "Sequential", "p": p, "ops": ops}]
+        warnings.warn(f"the Compose has p={p:g}; the spec applies its ops with the same probability (a Sequential with "
+                      "that p around them) but draws once more, so its outputs equal the Compose's in distribution, "
+                      "not draw for draw", UserWarning, stacklevel=2)
     document = {
         "schema": 1,
         "name": name,
