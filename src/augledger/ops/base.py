@@ -19,12 +19,34 @@ plus one registry entry.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Protocol
 
+from augledger.errors import ParamError, SpecError, UnknownOpError
 from augledger.spec import OpSpec
 
-__all__ = ["Applier", "Backend", "Compiled"]
+__all__ = ["Applier", "Backend", "Compiled", "resolve_each"]
+
+
+def resolve_each(ops: Sequence[OpSpec], resolve_one: Callable[[OpSpec, int], dict[str, Any]]) -> list[dict[str, Any]]:
+    """``resolve_one(op, index)`` for every top-level op, reporting every bad op at once (not one per
+    edit-and-retry cycle): one error is raised as is; several become one :class:`UnknownOpError`
+    (all unknown) or :class:`ParamError`, one line each, located at the first."""
+    resolved: list[dict[str, Any]] = []
+    errors: list[SpecError] = []
+    for i, op in enumerate(ops):
+        try:
+            resolved.append(resolve_one(op, i))
+        except SpecError as exc:
+            errors.append(exc)
+    if len(errors) == 1:
+        raise errors[0]
+    if errors:
+        cls = UnknownOpError if all(isinstance(e, UnknownOpError) for e in errors) else ParamError
+        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
+        combined.location = errors[0].location
+        raise combined
+    return resolved
 
 
 class Applier(Protocol):

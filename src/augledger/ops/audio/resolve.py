@@ -20,9 +20,10 @@ from functools import cache
 from types import NoneType, UnionType
 from typing import Any, Literal
 
-from augledger.errors import ParamError, SpecError, UnknownOpError
+from augledger.errors import ParamError
 from augledger.ops.audio.allowlist import COMPOSITIONS, NAMESPACE, canonical_op_name
 from augledger.ops.audio.library import audiomentations
+from augledger.ops.base import resolve_each
 from augledger.spec import OpSpec, format_location
 
 __all__ = ["param_rules", "resolve_ops", "resolve_targets", "targets_schema"]
@@ -185,21 +186,7 @@ def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
             every bad top-level op at once.
     """
     am = audiomentations()
-    resolved: list[dict[str, Any]] = []
-    errors: list[SpecError] = []
-    for i, op in enumerate(ops):
-        try:
-            resolved.append(_resolve_op(am, op, ("ops", i)))
-        except SpecError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        cls = UnknownOpError if all(isinstance(e, UnknownOpError) for e in errors) else ParamError
-        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
-        combined.location = errors[0].location
-        raise combined
-    return resolved
+    return resolve_each(ops, lambda op, i: _resolve_op(am, op, ("ops", i)))
 
 
 def resolve_targets(targets: Mapping[str, Any]) -> dict[str, Any]:

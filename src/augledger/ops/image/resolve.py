@@ -21,7 +21,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from augledger._canonical import canonical_json
-from augledger.errors import ParamError, SpecError, UnknownOpError
+from augledger.errors import ParamError
+from augledger.ops.base import resolve_each
 from augledger.ops.image.aliases import translate_alias
 from augledger.ops.image.allowlist import COMPOSITIONS, NAMESPACE, canonical_op_name
 from augledger.ops.image.library import albumentations
@@ -369,19 +370,4 @@ def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
         UnknownOpError, ParamError: naming the location, e.g. ``ops[1].params.rotat``.
     """
     A = albumentations()
-    resolved: list[dict[str, Any]] = []
-    errors: list[SpecError] = []
-    for i, op in enumerate(ops):
-        try:
-            resolved.append(_resolve_op(A, op, ("ops", i)))
-        except SpecError as exc:  # report every bad op at once, not one per edit-and-retry cycle
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        unknown = [e for e in errors if isinstance(e, UnknownOpError)]
-        cls = UnknownOpError if len(unknown) == len(errors) else ParamError
-        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
-        combined.location = errors[0].location
-        raise combined
-    return resolved
+    return resolve_each(ops, lambda op, i: _resolve_op(A, op, ("ops", i)))

@@ -24,6 +24,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from augledger.errors import ParamError, SpecError, UnknownOpError
+from augledger.ops.base import resolve_each
 from augledger.ops.tabular.kernels import OPS
 from augledger.spec import OpSpec, format_location, validate_model
 
@@ -134,18 +135,4 @@ def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
     Raises:
         UnknownOpError, ParamError: naming the location; every bad op is reported at once.
     """
-    resolved: list[dict[str, Any]] = []
-    errors: list[SpecError] = []
-    for i, op in enumerate(ops):
-        try:
-            resolved.append(_resolve_op(op, i))
-        except SpecError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        cls = UnknownOpError if all(isinstance(e, UnknownOpError) for e in errors) else ParamError
-        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
-        combined.location = errors[0].location
-        raise combined
-    return resolved
+    return resolve_each(ops, _resolve_op)

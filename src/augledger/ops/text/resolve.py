@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from augledger.errors import ParamError, SpecError, UnknownOpError
+from augledger.ops.base import resolve_each
 from augledger.ops.text.ops import CASE_MODES, TEXT_OPS
 from augledger.spec import OpSpec, format_location
 
@@ -171,18 +172,4 @@ def resolve_ops(ops: Sequence[OpSpec]) -> list[dict[str, Any]]:
     Raises:
         UnknownOpError, ParamError: naming the location, e.g. ``ops[1].params.aug_p``; every bad op at once.
     """
-    resolved: list[dict[str, Any]] = []
-    errors: list[SpecError] = []
-    for i, op in enumerate(ops):
-        try:
-            resolved.append(_resolve_op(op, ("ops", i)))
-        except SpecError as exc:
-            errors.append(exc)
-    if len(errors) == 1:
-        raise errors[0]
-    if errors:
-        cls = UnknownOpError if all(isinstance(e, UnknownOpError) for e in errors) else ParamError
-        combined = cls(f"{len(errors)} problems:\n  " + "\n  ".join(str(e) for e in errors))
-        combined.location = errors[0].location
-        raise combined
-    return resolved
+    return resolve_each(ops, lambda op, i: _resolve_op(op, ("ops", i)))
