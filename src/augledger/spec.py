@@ -239,6 +239,8 @@ def _spec_error(
             lines.append(f"{where}: unknown key; {hint}")
         elif err["type"] == "missing":
             lines.append(f"{where}: required key is missing; add it (see `augledger spec schema`)")
+        elif err["type"] == "value_error":  # our own validators' messages name the value already
+            lines.append(f"{where}: {str(err['msg']).removeprefix('Value error, ')}")
         else:
             lines.append(f"{where}: {err['msg']}; got {err.get('input')!r}")
     head = f"invalid {what}{f' {source}' if source else ''}"

@@ -10,8 +10,11 @@ from typing import Any
 import numpy as np
 import pytest
 from PIL import Image
+from typer.testing import CliRunner
 
 import augledger
+import augledger.cli.run  # registers `run` (imported here: importing the CLI the first time draws from `random`)
+from augledger.cli._app import app
 from augledger.ledger.parquet import read_ledger
 from augledger.run.labels import index_labels, settle
 from augledger.run.materialize import materialize
@@ -45,7 +48,7 @@ def detection(tmp_path: Path) -> tuple[Path, Path]:
     return src, ann
 
 
-def spec(**op_params: Any) -> dict[str, Any]:
+def spec_of(**op_params: Any) -> dict[str, Any]:
     return {"schema": 1, "name": "det", "seed": 5,
             "targets": {"mask": True, "bboxes": BOXES},
             "ops": [{"op": "Affine", "p": 1.0, "params": {"translate_px": {"x": [30, 30], "y": [0, 0]}, **op_params}}]}
@@ -53,7 +56,7 @@ def spec(**op_params: Any) -> dict[str, Any]:
 
 def test_dropped_boxes_are_recorded_by_index_and_labels_follow(detection: tuple[Path, Path], tmp_path: Path) -> None:
     src, ann = detection
-    pipe = augledger.compile(augledger.parse_spec(spec()))
+    pipe = augledger.compile(augledger.parse_spec(spec_of()))
     result = materialize(pipe, src, tmp_path / "o", options=RunOptions(workers=0), annotations=ann)
     rows = {r["key"]: r for r in read_ledger(tmp_path / "o").rows()}
     a = json.loads(rows["a.png"]["targets"])
@@ -75,7 +78,7 @@ def test_a_mask_that_gains_classes_is_counted_then_quarantined_with_strict_label
 ) -> None:
     """Linear interpolation of a mask invents classes between 0, 100 and 200: checked, not assumed."""
     src, ann = detection
-    pipe = augledger.compile(augledger.parse_spec(spec(rotate=[17, 17], mask_interpolation=1)))
+    pipe = augledger.compile(augledger.parse_spec(spec_of(rotate=[17, 17], mask_interpolation=1)))
     lenient = materialize(pipe, src, tmp_path / "lenient", options=RunOptions(workers=0), annotations=ann)
     a = json.loads({r["key"]: r for r in read_ledger(tmp_path / "lenient").rows()}["a.png"]["targets"])
     assert any(p.startswith("mask gained class value(s)") for p in a["label_problems"])
@@ -90,7 +93,7 @@ def test_a_mask_that_gains_classes_is_counted_then_quarantined_with_strict_label
     assert strict.manifest["counts"]["labels"]["quarantined"] == 1 and strict.exit_code == 3
     assert strict.manifest["options"]["strict_labels"] is True
 
-    nearest = augledger.compile(augledger.parse_spec(spec(rotate=[17, 17])))
+    nearest = augledger.compile(augledger.parse_spec(spec_of(rotate=[17, 17])))
     clean = materialize(nearest, src, tmp_path / "nearest", options=RunOptions(workers=0, strict_labels=True), annotations=ann)
     assert clean.exit_code == 0 and clean.manifest["counts"]["labels"]["problems"] == 0
 
@@ -182,3 +185,13 @@ def test_numeric_label_fields_survive_float32_and_mask_fill_is_allowed(tmp_path:
     assert kept and targets["ids"] == [[123456789, 2][i] for i in kept] and "label_problems" not in targets
     out_mask = np.asarray(Image.open(tmp_path / "o" / targets["mask"]))
     assert 0 in out_mask  # the rotation filled corners with fill_mask 0, which the rule allows
+
+
+def test_the_run_summary_says_how_many_outputs_have_label_problems(detection: tuple[Path, Path], tmp_path: Path) -> None:
+    src, ann = detection
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps(spec_of(rotate=[17, 17], mask_interpolation=1)))
+    result = CliRunner().invoke(app, ["run", str(spec), "--source", str(src), "--annotations", str(ann),
+                                      "--out", str(tmp_path / "o"), "--workers", "0"])
+    assert result.exit_code == 0, result.output
+    assert "1 output(s) with label problems" in result.output and "--strict-labels quarantines them" in result.output

@@ -193,6 +193,17 @@ def test_cli_run_verify_preview(iris_csv: Path, tmp_path: Path) -> None:
     assert result.exit_code == 0 and "petal_length" in result.output, result.output
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
 
+    # --copies 0: originals and synthetic rows only (the SMOTE-only job); refused for folder runs.
+    result = runner.invoke(app, ["run", str(spec), "--source", str(iris_csv), "--key-field", "id", "--label-field", "y",
+                                 "--out", str(tmp_path / "o0"), "--copies", "0"])
+    assert result.exit_code == 0, result.output
+    assert {r["origin"] for r in rows_of(tmp_path / "o0")} == {"original", "synthetic"}
+    image_spec = tmp_path / "image.json"
+    image_spec.write_text(json.dumps({"schema": 1, "name": "i", "ops": [{"op": "HorizontalFlip"}]}))
+    result = runner.invoke(app, ["run", str(image_spec), "--source", str(tmp_path), "--out", str(tmp_path / "oi"),
+                                 "--copies", "0"])
+    assert result.exit_code == 2 and "0 copies is for tabular runs" in result.output, result.output
+
 
 def test_replay_checks_one_row_and_names_an_edited_one(iris_out: Path, tmp_path: Path) -> None:
     """`augledger replay` on a table re-makes it and checks the one row asked for (a synthetic one too)."""

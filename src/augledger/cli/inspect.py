@@ -30,10 +30,10 @@ def _warn_env(differences: str) -> None:
 @handle_errors
 def preview(
     spec: SpecArg,
-    image: Annotated[Path, typer.Argument(metavar="IMAGE", help="An image file to augment.", show_default=False)],
+    image: Annotated[Path, typer.Argument(metavar="FILE", help="A sample to augment: an image, or for other modalities a .wav/.flac, .txt, or .csv/.parquet table.", show_default=False)],
     n: Annotated[int, typer.Option("-n", min=1, max=256, help="Number of variants (epochs 0..n-1).")] = 16,
     out: Annotated[Path | None, typer.Option("-o", "--out", help="Where to write the contact sheet (.png or .jpg; default grid.png); for text, a Markdown table (.md; default: plain text to stdout).", show_default=False)] = None,
-    source: Annotated[Path | None, typer.Option(help="The --source of a run: the key is IMAGE's path relative to it, so epoch c shows the run's copy c.", show_default=False)] = None,
+    source: Annotated[Path | None, typer.Option(help="The --source of a run: the key is FILE's path relative to it, so epoch c shows the run's copy c.", show_default=False)] = None,
     key: Annotated[str | None, typer.Option(help="The sample key to seed with (default: the path relative to --source, else the file name).", show_default=False)] = None,
     tile: Annotated[int, typer.Option(min=32, max=1024, help="Tile size in pixels.")] = 192,
 ) -> None:

@@ -167,11 +167,11 @@ def run(
     spec: SpecArg,
     source: Annotated[Path, typer.Option("--source", help="Folder of samples (keys are paths relative to it); for modality text also a .jsonl or .csv file (--text-field, --key-field); for tables a .csv or .parquet file.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder (new, empty, or one to resume).")],
-    copies: Annotated[int, typer.Option(min=1, help="Augmented copies per image (copy c uses epoch c).")] = 1,
+    copies: Annotated[int, typer.Option(min=0, help="Augmented copies per sample (copy c uses epoch c); at least 1, except for a tabular run, where 0 writes the originals and the synthetic rows only.")] = 1,
     workers: Annotated[str, typer.Option(metavar="auto|N", help="Worker processes: auto (one per usable CPU), or N; 0 or 1 work in this process. Outputs do not depend on it.")] = "auto",
     include_original: Annotated[bool, typer.Option("--include-original", help="Also store each source file unchanged (with its targets).")] = False,
     fmt: Annotated[str, typer.Option("--format", help="folder or webdataset (tar shards).")] = "folder",
-    image_format: Annotated[str | None, typer.Option("--output-format", "--image-format", metavar="FORMAT", help="Format of augmented outputs: for images png (the default), jpg or webp (lossless).", show_default=False)] = None,
+    image_format: Annotated[str | None, typer.Option("--output-format", "--image-format", metavar="FORMAT", help="Format of augmented outputs: images png (the default), jpg or webp (lossless); audio source (the default: each file's own container and subtype), wav or flac; text txt.", show_default=False)] = None,
     jpeg_quality: Annotated[int, typer.Option(min=1, max=100, help="Quality of jpg outputs.")] = 95,
     annotations: Annotated[Path | None, typer.Option(help=ANNOTATIONS_HELP, show_default=False)] = None,
     key_column: Annotated[str, typer.Option(help="The annotations column that holds each image's key.")] = "key",
@@ -208,6 +208,7 @@ def run(
     from augledger.run.splits import load_split_selection
 
     n_workers = parse_workers(workers)
+    tabular_copies, copies = copies, max(copies, 1)  # RunOptions (folder runs) need one; checked below
     try:
         options = RunOptions(
             copies=copies, workers=n_workers, include_original=include_original, format=fmt,  # type: ignore[arg-type]
@@ -230,7 +231,7 @@ def run(
             raise typer.BadParameter(f"{', '.join(unsupported)} work on folders of files; a tabular run (a table in, "
                                      "a table out) does not take them yet", param_hint=unsupported[0])
 
-        run_tabular(pipe, source, out, key_field=key_field, label_field=label_field, copies=copies, as_json=as_json)
+        run_tabular(pipe, source, out, key_field=key_field, label_field=label_field, copies=tabular_copies, as_json=as_json)
         return
     rows: Any = None  # a JSON Lines/CSV text source (augledger.run.rows): one sample per row
     if pipe.modality == "text" and source.is_file():
@@ -244,6 +245,9 @@ def run(
         raise typer.BadParameter("--text-field and --key-field name the columns of a JSON Lines/CSV text source "
                                  "(modality: text, --source FILE.jsonl|csv); --key-field also of a table",
                                  param_hint="--text-field" if text_field is not None else "--key-field")
+    if tabular_copies < 1:
+        raise typer.BadParameter("must be at least 1: 0 copies is for tabular runs (originals and synthetic rows only)",
+                                 param_hint="--copies")
     provenance = spec_source.provenance()
     if salt and not variant:
         raise typer.BadParameter("--salt only changes how --variant routes keys; add --variant", param_hint="--salt")
@@ -302,6 +306,15 @@ def run(
                           f"{c['outputs'] - result.reused} made now", highlight=False)
         if result.removed:
             console.print(f"[yellow]removed {result.removed} output file(s)[/] of sources that are gone or changed",
+                          highlight=False)
+        labels = c.get("labels") or {}
+        if labels.get("outputs_with_problems"):
+            console.print(f"[yellow]{labels['outputs_with_problems']} output(s) with label problems[/] ({labels['problems']} "
+                          "in all: boxes outside the image, masks with new classes, changed labels; listed in each ledger "
+                          "row's targets.label_problems; --strict-labels quarantines them)", highlight=False)
+        if labels.get("outputs_with_drops"):
+            console.print(f"{labels['outputs_with_drops']} output(s) dropped boxes or points by the spec's rules "
+                          f"({labels['bboxes_dropped']} boxes, {labels['keypoints_dropped']} points; targets.dropped)",
                           highlight=False)
         if result.quarantined:
             console.print(f"[yellow]{c['quarantined_keys']} sample(s) quarantined[/] ({c['quarantined']} outputs):")

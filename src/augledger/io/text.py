@@ -45,7 +45,7 @@ def decode_text(data: bytes, *, max_bytes: int = DEFAULT_MAX_BYTES) -> tuple[str
     bom = data.startswith(_BOM)
     body = data[len(_BOM):] if bom else data
     if not body:
-        raise Quarantined("empty", "zero-byte file" if not bom else "only a byte order mark")
+        raise Quarantined("empty", "no text: an empty file or text field" if not bom else "only a byte order mark")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
