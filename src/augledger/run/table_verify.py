@@ -15,7 +15,6 @@ Checks, each problem naming the row (key and copy) and the column:
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,30 +24,12 @@ from augledger.errors import LedgerError
 from augledger.ops.tabular.stats import stats_digest
 from augledger.ops.tabular.synth import interpolate
 from augledger.pipeline import Pipeline
+from augledger.run.findings import Problem, VerifyReport
 from augledger.run.manifest import read_manifest, read_run_info
 from augledger.run.table import OUTPUT, build_table
 from augledger.run.table_source import RESERVED, load_table
 
-__all__ = ["TableProblem", "TableReport", "replay_table_row", "verify_table"]
-
-
-@dataclass(frozen=True)
-class TableProblem:
-    key: str
-    epoch: int
-    message: str
-
-
-@dataclass
-class TableReport:
-    checked: int = 0
-    problems: list[TableProblem] = field(default_factory=list)
-    env_differences: str = ""
-    fingerprint: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
+__all__ = ["replay_table_row", "verify_table"]
 
 
 def _differences(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
@@ -56,7 +37,7 @@ def _differences(stored: dict[str, Any], expected: dict[str, Any]) -> list[str]:
             for name in expected if stored.get(name) != expected.get(name)]
 
 
-def verify_table(out: str | Path, *, source: str | Path | None = None) -> TableReport:
+def verify_table(out: str | Path, *, source: str | Path | None = None) -> VerifyReport:
     """Check a tabular output folder against its source (``source``: where it is now, if it moved).
 
     Raises:
@@ -68,7 +49,7 @@ def verify_table(out: str | Path, *, source: str | Path | None = None) -> TableR
     manifest = read_manifest(out)
     if manifest.get("modality") != "tabular":
         raise LedgerError(f"{str(out)!r} is not a tabular output (modality {manifest.get('modality')!r})")
-    report = TableReport(fingerprint=str(manifest["fingerprint"]))
+    report = VerifyReport(fingerprint=str(manifest["fingerprint"]))
     where = source if source is not None else read_run_info(out).get("source")
     if not where or not Path(where).is_file():
         raise LedgerError(f"the source table of {str(out)!r} is not at {where!r}; pass --source with where it is now")
@@ -76,35 +57,35 @@ def verify_table(out: str | Path, *, source: str | Path | None = None) -> TableR
     report.env_differences = EnvStamp.from_dict(manifest["env"]).describe_differences(EnvStamp.current("tabular"))
     problems = report.problems
     if pipeline.fingerprint != manifest["fingerprint"]:
-        problems.append(TableProblem("*", 0, f"the recorded spec now resolves to {pipeline.fingerprint}, not {manifest['fingerprint']}"))
+        problems.append(Problem("*", 0, f"the recorded spec now resolves to {pipeline.fingerprint}, not {manifest['fingerprint']}"))
         return report
     for name, entry in (("augmented.parquet", manifest["output"]), ("ledger.parquet", manifest["ledger"])):
         path = out / entry["path"]
         if not path.is_file() or sha256_hex(path.read_bytes()) != entry["sha256"]:
-            problems.append(TableProblem("*", 0, f"{name} is missing or differs from the digest in manifest.json"))
+            problems.append(Problem("*", 0, f"{name} is missing or differs from the digest in manifest.json"))
     options, columns = manifest["options"], manifest["source"]["columns"]
     table = load_table(where, key_field=options["key_field"], label_field=options["label_field"],
                        numeric=columns["numeric"], categorical=columns["categorical"])
     if table.digest != manifest["source"]["digest"]:
-        problems.append(TableProblem("*", 0, f"the source {str(where)!r} changed since the run "
+        problems.append(Problem("*", 0, f"the source {str(where)!r} changed since the run "
                                              f"({table.digest} != {manifest['source']['digest']})"))
         return report
     built = build_table(pipeline, table, copies=int(options["copies"]))
     if stats_digest(built.stats) != manifest["stats"]["sha256"]:
-        problems.append(TableProblem("*", 0, "the column statistics differ from the digest in manifest.json"))
+        problems.append(Problem("*", 0, "the column statistics differ from the digest in manifest.json"))
     if not (out / OUTPUT).is_file():
         return report
     stored = {(r["key"], r["copy"]): r for r in pq.read_table(out / OUTPUT).to_pylist()}
     expected = {(r["key"], r["copy"]): r for r in built.rows}
     for pair in sorted(set(stored) - set(expected)):
-        problems.append(TableProblem(pair[0], pair[1], "this row is not one the run makes (added or renamed)"))
+        problems.append(Problem(pair[0], pair[1], "this row is not one the run makes (added or renamed)"))
     for pair, want in sorted(expected.items()):
         got = stored.get(pair)
         if got is None:
-            problems.append(TableProblem(pair[0], pair[1], "this row is missing from augmented.parquet"))
+            problems.append(Problem(pair[0], pair[1], "this row is missing from augmented.parquet"))
             continue
         report.checked += 1
-        problems.extend(TableProblem(pair[0], pair[1], d) for d in _differences(got, want))
+        problems.extend(Problem(pair[0], pair[1], d) for d in _differences(got, want))
     originals = {r["key"]: r for r in built.rows if r["origin"] == "original"}
     for (key, copy), row in sorted(stored.items()):
         if row.get("origin") != "synthetic":
@@ -114,11 +95,11 @@ def verify_table(out: str | Path, *, source: str | Path | None = None) -> TableR
             values = {k: v for k, v in row.items() if k not in RESERVED or k == table.key_field}
             again = interpolate(originals[a], originals[b], float(row["weight"]), table.numeric, table.categorical)
         except (TypeError, ValueError, KeyError) as exc:
-            problems.append(TableProblem(key, copy, f"its recorded parents/weight cannot be used ({exc!r})"))
+            problems.append(Problem(key, copy, f"its recorded parents/weight cannot be used ({exc!r})"))
             continue
         bad = [n for n in (*table.numeric, *table.categorical) if values.get(n) != again.get(n)]
         if bad:
-            problems.append(TableProblem(key, copy, f"column(s) {bad} are not parent + weight * (other - parent) "
+            problems.append(Problem(key, copy, f"column(s) {bad} are not parent + weight * (other - parent) "
                                                     f"of its recorded parents {[a, b]} and weight {row['weight']!r}"))
     return report
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from augledger.ledger.parquet import Ledger, read_ledger
 from augledger.record import same_ops
 from augledger.run.batch_mix import check_mix_rows
 from augledger.run.export import ExportEntry, box_args, export_files, image_size, per_image_path
+from augledger.run.findings import Problem, VerifyReport
 from augledger.run.folder import ORIGINAL_EPOCH, data_files, mask_of
 from augledger.run.manifest import read_manifest
 from augledger.run.output import OutputFolder, comparable_targets
@@ -32,27 +33,6 @@ from augledger.run.rows import export_problems
 from augledger.variants import Augmenter, compile_recorded
 
 __all__ = ["Problem", "Replayed", "VerifyReport", "replay_output", "verify", "verify_online_ledger"]
-
-
-@dataclass(frozen=True)
-class Problem:
-    key: str
-    epoch: int
-    message: str
-
-
-@dataclass
-class VerifyReport:
-    """Outcome of :func:`verify`. ``ok`` is true only when every check passed."""
-
-    checked: int = 0
-    problems: list[Problem] = field(default_factory=list)
-    env_differences: str = ""
-    fingerprint: str = ""
-
-    @property
-    def ok(self) -> bool:
-        return not self.problems
 
 
 def _online_ledger(path: Path) -> Ledger | None:
@@ -145,9 +125,7 @@ def verify(
     if (Path(out) / "manifest.json").is_file() and read_manifest(out).get("modality") == "tabular":
         from augledger.run.table_verify import verify_table  # a table: recomputed cell by cell
 
-        found = verify_table(out, source=source)
-        return VerifyReport(found.checked, [Problem(p.key, p.epoch, p.message) for p in found.problems],
-                            found.env_differences, found.fingerprint)
+        return verify_table(out, source=source)
     ds = OutputFolder(out, source, annotations, masks)
     report = VerifyReport(fingerprint=ds.manifest["fingerprint"])
     report.env_differences = ds.env.describe_differences(EnvStamp.current(ds.pipeline.modality))
