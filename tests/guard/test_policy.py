@@ -365,3 +365,17 @@ def test_a_registered_spec_keeps_its_own_policy(src: Path, tmp_path: Path) -> No
     assert pipe.policy is not None and pipe.policy.name == "own"
     result = materialize(pipe, src, tmp_path / "out", options=RunOptions(workers=0))
     assert result.manifest["policy"]["policies"][0]["name"] == "own"
+
+
+def test_rows_reused_by_a_resumed_run_are_checked_too(src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A policy is not part of the folder's identity, so a rerun with one reuses earlier rows: it must check them."""
+    from augledger.ops.image import runtime
+
+    real = runtime.jsonable_params
+    monkeypatch.setattr(runtime, "jsonable_params",
+                        lambda params: {k: (v + 100.0 if k == "rotate" else v) for k, v in real(params).items()})
+    pipe = augledger.compile(augledger.parse_spec(SPEC))
+    materialize(pipe, src, tmp_path / "out", options=RunOptions(copies=2, workers=0))  # no policy: passes
+    monkeypatch.setattr(runtime, "jsonable_params", real)
+    with pytest.raises(PolicyViolation, match=r"drew 1\d\d\.\d+, outside Affine\.rotate \[-10, 10\]"):
+        materialize(pipe, src, tmp_path / "out", options=RunOptions(copies=2, workers=0), policies=[policy()])
